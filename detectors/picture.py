@@ -1,0 +1,93 @@
+"""One pass over each picture for every luma detector (black and freeze).
+
+``PictureAnalyzer`` owns what the luma detectors share: the reference picture (held as a
+zero-copy view, which keeps the decoder's buffer alive without copying it), the segment table
+for the ignore regions, the output vector of the fused kernel, and the row decimation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.black import BlackMeasurement, BlackSettings, black_level, judge_black
+from detectors.freeze import FreezeMeasurement, FreezeSettings, judge_freeze
+from detectors.kernels import N_STATS, luma_stats
+from detectors.regions import SegmentTable, segment_table
+
+ANALYSED_ROWS = 270
+"""Auto row decimation analyses about this many rows: every 4th at 1080, 2nd at 720, all at 360."""
+
+
+def auto_row_step(height: int) -> int:
+    return max(1, height // ANALYSED_ROWS)
+
+
+@dataclass(frozen=True, slots=True)
+class PictureMeasurement:
+    pts_s: float
+    black: BlackMeasurement | None
+    freeze: FreezeMeasurement | None
+
+
+class PictureAnalyzer:
+    """Measures black and freeze on a stream of luma planes in one fused pass per picture.
+
+    ``row_step`` analyses every n-th row (None: auto, about 270 rows). Pictures must arrive in
+    presentation order. A change of picture size starts over, as after a cut.
+    """
+
+    def __init__(
+        self,
+        black: BlackSettings | None,
+        freeze: FreezeSettings | None,
+        row_step: int | None = None,
+    ) -> None:
+        self.black = black
+        self.freeze = freeze
+        self.row_step = row_step
+        self._out = np.zeros(N_STATS, dtype=np.float64)
+        self._shape: tuple[int, int] | None = None
+        self._table: SegmentTable | None = None
+        self._step = 1
+        self._reference: np.ndarray | None = None
+        self._reference_s = 0.0
+
+    def _prepare(self, height: int, width: int) -> None:
+        excluded = (
+            self.black.ignore if self.black else (),
+            self.freeze.ignore if self.freeze else (),
+        )
+        self._table = segment_table(width, height, excluded)
+        self._step = self.row_step or auto_row_step(height)
+        self._shape = (height, width)
+        self._reference = None
+
+    def update(
+        self, y: np.ndarray, pts_s: float, *, bit_depth: int = 8, full_range: bool = False
+    ) -> PictureMeasurement:
+        """Measure one luma plane (2-D uint8/uint16 view) shown at media time ``pts_s``."""
+        if y.shape != self._shape:
+            self._prepare(*y.shape)
+        table = self._table
+        assert table is not None
+        first = self._reference is None
+        reference = y if first else self._reference
+        level = black_level(self.black, bit_depth, full_range) if self.black else -1
+        luma_stats(y, reference, table.bands, table.segments, self._step, level, self._out)
+
+        black = judge_black(self.black, self._out, bit_depth) if self.black else None
+        freeze = None
+        if self.freeze and not first:
+            freeze = judge_freeze(self.freeze, self._out, bit_depth, self._reference_s)
+        # FFmpeg freezedetect: the reference stays put while frozen, so a slow drift cannot
+        # hide a still; without freeze detection it is simply the previous picture.
+        if freeze is None or not freeze.frozen:
+            self._reference = y
+            self._reference_s = pts_s
+        return PictureMeasurement(pts_s, black, freeze)
+
+    def reset(self) -> None:
+        """Forget the reference picture (after a discontinuity)."""
+        self._reference = None

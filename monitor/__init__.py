@@ -1,0 +1,1 @@
+"""streamqc daemon side: configuration, decoding, alarm engine, sinks and the command line."""

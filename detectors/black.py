@@ -7,8 +7,8 @@ Baseline (FFmpeg libavfilter/vf_blackdetect.c): a pixel is black when its luma i
 
 That rule alone calls night scenes black. A dark picture is only black when its dark pixels are
 also flat (standard deviation at most ``dark_texture_cv``) and still (mean absolute change
-against the previous picture at most ``dark_motion_cv``): "dark but textured or moving is not
-black". Both are in 8-bit luma code values, scaled for deeper video.
+against the previous picture, when that was dark too, at most ``dark_motion_cv``): "dark but
+textured or moving is not black". Both are in 8-bit luma code values, scaled for deeper video.
 
 Ignore regions (normalised x, y, w, h) are left out of the count, so a channel logo burnt over
 black does not hide the black.
@@ -68,8 +68,14 @@ def black_level(settings: BlackSettings, bit_depth: int, full_range: bool) -> in
     return int(16 * scale + settings.pixel_threshold * (235 - 16) * scale)
 
 
-def judge_black(settings: BlackSettings, stats, bit_depth: int) -> BlackMeasurement:
-    """Turn luma_stats accumulators into a verdict. ``stats`` is the kernel's out vector."""
+def judge_black(
+    settings: BlackSettings, stats, bit_depth: int, previous_dark: bool = True
+) -> BlackMeasurement:
+    """Turn luma_stats accumulators into a verdict. ``stats`` is the kernel's out vector.
+
+    Motion only tells a dark scene from black between two dark pictures: a cut from a bright
+    picture to black differs a lot from its predecessor and is black from its first picture.
+    """
     to_cv = 1.0 / (1 << (bit_depth - 8))
     n = stats[BLACK_PIXELS]
     if n <= 0:
@@ -86,5 +92,6 @@ def judge_black(settings: BlackSettings, stats, bit_depth: int) -> BlackMeasurem
         stddev_cv = 0.0
     black = ratio >= settings.picture_ratio
     if black and settings.dark_scene_check:
-        black = stddev_cv <= settings.dark_texture_cv and motion_cv <= settings.dark_motion_cv
+        still = motion_cv <= settings.dark_motion_cv or not previous_dark
+        black = stddev_cv <= settings.dark_texture_cv and still
     return BlackMeasurement(bool(black), float(ratio), float(mean_cv), stddev_cv, float(motion_cv))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectors.black import BlackMeasurement, BlackSettings, black_level, judge_black
-from detectors.freeze import FreezeMeasurement, FreezeSettings, judge_freeze
+from detectors.freeze import FreezeJudge, FreezeMeasurement, FreezeSettings
 from detectors.kernels import N_STATS, luma_stats
 from detectors.regions import SegmentTable, segment_table
 
@@ -51,8 +51,9 @@ class PictureAnalyzer:
         self._shape: tuple[int, int] | None = None
         self._table: SegmentTable | None = None
         self._step = 1
+        self._freeze = FreezeJudge(freeze) if freeze else None
         self._reference: np.ndarray | None = None
-        self._reference_s = 0.0
+        self._previous_dark = False
 
     def _prepare(self, height: int, width: int) -> None:
         excluded = (
@@ -65,7 +66,13 @@ class PictureAnalyzer:
         self._reference = None
 
     def update(
-        self, y: np.ndarray, pts_s: float, *, bit_depth: int = 8, full_range: bool = False
+        self,
+        y: np.ndarray,
+        pts_s: float,
+        *,
+        bit_depth: int = 8,
+        full_range: bool = False,
+        keyframe: bool = False,
     ) -> PictureMeasurement:
         """Measure one luma plane (2-D uint8/uint16 view) shown at media time ``pts_s``."""
         if y.shape != self._shape:
@@ -77,15 +84,19 @@ class PictureAnalyzer:
         level = black_level(self.black, bit_depth, full_range) if self.black else -1
         luma_stats(y, reference, table.bands, table.segments, self._step, level, self._out)
 
-        black = judge_black(self.black, self._out, bit_depth) if self.black else None
+        black = None
+        if self.black:
+            black = judge_black(self.black, self._out, bit_depth, self._previous_dark)
+            self._previous_dark = black.ratio >= self.black.picture_ratio
         freeze = None
-        if self.freeze and not first:
-            freeze = judge_freeze(self.freeze, self._out, bit_depth, self._reference_s)
-        # FFmpeg freezedetect: the reference stays put while frozen, so a slow drift cannot
-        # hide a still; without freeze detection it is simply the previous picture.
-        if freeze is None or not freeze.frozen:
+        move_reference = True
+        if self._freeze is not None:
+            if first:
+                self._freeze.start(pts_s)
+            else:
+                freeze, move_reference = self._freeze.judge(self._out, bit_depth, pts_s, keyframe)
+        if move_reference:
             self._reference = y
-            self._reference_s = pts_s
         return PictureMeasurement(pts_s, black, freeze)
 
     def reset(self) -> None:

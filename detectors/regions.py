@@ -30,7 +30,9 @@ class Region:
 
     def __post_init__(self) -> None:
         if self.x + self.w > 1.0 + 1e-9 or self.y + self.h > 1.0 + 1e-9:
-            raise ValueError(f"region {self} reaches outside the picture (x+w and y+h must be <= 1)")
+            raise ValueError(
+                f"region {self} reaches outside the picture (x+w and y+h must be <= 1)"
+            )
 
     def pixels(self, width: int, height: int) -> tuple[int, int, int, int]:
         """Pixel bounds (col0, row0, col1, row1), end-exclusive, covering every touched pixel."""
@@ -75,7 +77,9 @@ def segment_table(width: int, height: int, excluded: Sequence[Sequence[Region]])
         edges = np.flatnonzero(np.diff(line)) + 1
         starts = np.concatenate(([0], edges))
         ends = np.concatenate((edges, [width]))
-        runs = [(int(s), int(e), int(line[s])) for s, e in zip(starts, ends, strict=True) if line[s]]
+        runs = [
+            (int(s), int(e), int(line[s])) for s, e in zip(starts, ends, strict=True) if line[s]
+        ]
         if runs == previous:
             r0, _, s0, s1 = bands[-1]
             bands[-1] = (r0, row + 1, s0, s1)

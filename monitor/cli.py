@@ -1,0 +1,170 @@
+"""The ``streamqc`` command line.
+
+Errors a user can act on are one line on stderr and a non-zero exit, never a traceback:
+1 = the input is unusable, 2 = the configuration or the command line is wrong.
+Set STREAMQC_DEBUG=1 to see tracebacks of unexpected errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from monitor.alarms import AlarmEvent
+from monitor.analyze import AnalysisSummary, analyze
+from monitor.config import Config, default_channel, load_config, parse_duration
+from monitor.errors import ConfigError, InputError, StreamqcError
+
+EXIT_INPUT = 1
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        return fail(str(exc), EXIT_CONFIG)
+    except InputError as exc:
+        return fail(str(exc), EXIT_INPUT)
+    except StreamqcError as exc:
+        return fail(str(exc), EXIT_INPUT)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # stdout closed by a pager or `head`: not an error of ours.
+        sys.stderr.close()
+        return 0
+    except Exception as exc:  # a bug: say so in one line, keep the traceback for debugging
+        if os.environ.get("STREAMQC_DEBUG"):
+            raise
+        return fail(
+            f"internal error: {type(exc).__name__}: {exc} (STREAMQC_DEBUG=1 for details)", 70
+        )
+
+
+def fail(message: str, code: int) -> int:
+    print(f"streamqc: error: {message}", file=sys.stderr)
+    return code
+
+
+def warn(message: str) -> None:
+    print(f"streamqc: warning: {message}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamqc",
+        description="Real-time stream QC: black, freeze, silence and more, as alarm events.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "analyze",
+        help="analyse a file or URL once; alarm events as JSON lines on stdout",
+        description="Run a channel's detectors over SOURCE until it ends. Alarm events go to "
+        "stdout as JSON lines, a summary to stderr. Alarms are findings, not errors: the exit "
+        "status is 0 whenever the analysis completed.",
+    )
+    p.add_argument(
+        "source", metavar="SOURCE", help="file path or URL (file, http(s), udp, rtp, ...)"
+    )
+    p.add_argument("--config", metavar="FILE", help="channel configuration (YAML)")
+    p.add_argument(
+        "--channel", metavar="NAME", help="channel of --config to use (default: the only one)"
+    )
+    p.add_argument(
+        "--input",
+        default="primary",
+        metavar="NAME",
+        help="input name put in events (default: primary)",
+    )
+    p.add_argument("--duration", metavar="DUR", help="stop after this much media, e.g. 30s or 5m")
+    p.add_argument(
+        "--threads", type=int, default=1, metavar="N", help="decoder threads (0 = auto; default 1)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no summary on stderr")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("check-config", help="validate a configuration file and exit")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    duration_s = None
+    if args.duration is not None:
+        try:
+            duration_s = parse_duration(args.duration)
+        except ValueError as exc:
+            raise ConfigError(f"--duration: {exc}") from None
+    if args.config:
+        config = load_config(args.config)
+        channel = config.channel(args.channel)
+    else:
+        if args.channel:
+            raise ConfigError("--channel needs --config")
+        channel = default_channel()
+
+    def emit(event: AlarmEvent) -> None:
+        sys.stdout.write(event.to_json() + "\n")
+        sys.stdout.flush()
+
+    summary = analyze(
+        args.source,
+        channel,
+        emit,
+        input_name=args.input,
+        duration_s=duration_s,
+        threads=args.threads,
+    )
+    if not args.quiet:
+        print_summary(summary)
+    return 0
+
+
+def print_summary(s: AnalysisSummary) -> None:
+    streams = "; ".join(info.description for info in s.streams)
+    speed = f"{s.media_s / s.wall_s:.0f}x real time" if s.wall_s > 0 else ""
+    print(
+        f"streamqc: {s.source} ({streams}): {s.media_s:.2f} s of media in {s.wall_s:.2f} s"
+        f" ({speed}), {s.pictures} pictures",
+        file=sys.stderr,
+    )
+    raised = [e for e in s.events if e.state == "raised"]
+    ends = {e.id: e.end for e in s.events if e.state == "cleared"}
+    if not raised:
+        print("streamqc: no alarms", file=sys.stderr)
+    for e in raised:
+        end = ends.get(e.id)
+        span = f"{e.start:.3f}-{end:.3f} s" if end is not None else f"from {e.start:.3f} s"
+        extra = ""
+        if e.alarm == "silence" and e.detail.get("channels") is not None:
+            channels = ",".join(str(c) for c in e.detail["channels"])
+            extra = f" (channels {channels} of {e.detail.get('channel_count')})"
+        print(f"streamqc: alarm {e.alarm} [{e.severity}] {span}{extra}", file=sys.stderr)
+    r = s.report
+    for message in r.warnings:
+        warn(message)
+    if r.corrupt_packets or r.decode_errors:
+        warn(
+            f"{r.corrupt_packets} corrupt packets and {r.decode_errors} undecodable packets: "
+            "the input is damaged or truncated; analysed what could be decoded"
+        )
+    if r.read_error:
+        warn(f"reading stopped early at {s.media_s:.2f} s: {r.read_error}")
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config: Config = load_config(args.file)
+    names = ", ".join(c.name for c in config.channels)
+    print(f"{args.file}: OK: site {config.site}, {len(config.channels)} channels ({names})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

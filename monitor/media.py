@@ -1,0 +1,324 @@
+"""The decode path: PyAV opens a source and hands out pictures and audio chunks.
+
+Pictures carry the luma plane as a zero-copy numpy view over the decoder's buffer (respecting
+``line_size`` padding); the view keeps the frame alive, so it may be held as a reference
+picture without a copy. Converting to RGB or ``to_ndarray(format='gray')`` would cost about
+40 % of a 1080p decode and, for 'gray', silently expand limited-range luma to full range.
+Audio arrives as float32 planar ``(channels, samples)``.
+
+Timestamps become media seconds once, here: 33-bit MPEG wrap-around is unwrapped, a missing
+PTS is extrapolated from the previous frame, and every stream shares one origin (the
+container's start time), so video and audio times are directly comparable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.error
+import numpy as np
+
+from monitor.errors import InputError
+
+MPEG_WRAP_TICKS = 1 << 33
+"""PTS/DTS of MPEG-TS/PS are 33-bit counters at 90 kHz: they wrap every 26.5 hours."""
+
+PROBE_OPTIONS = {"probesize": "1000000", "analyzeduration": "2000000"}
+
+
+@dataclass(frozen=True, slots=True)
+class Picture:
+    """A decoded picture: its luma plane (read-only view) shown from pts_s for duration_s."""
+
+    luma: np.ndarray
+    pts_s: float
+    duration_s: float
+    bit_depth: int
+    full_range: bool
+    keyframe: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    """Decoded audio of one stream: float32 planar samples starting at pts_s."""
+
+    stream: int  # index among the source's audio streams (0-based)
+    samples: np.ndarray  # (channels, n) float32
+    pts_s: float
+    sample_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[1] / self.sample_rate
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    kind: str  # "video" | "audio"
+    index: int  # index among streams of its kind
+    codec: str
+    description: str
+    language: str | None = None
+    channel_names: tuple[str, ...] = ()
+
+
+class Timeline:
+    """Converts one stream's timestamps to media seconds since the source's origin."""
+
+    def __init__(self, time_base: Fraction, wrap_ticks: int | None) -> None:
+        self.time_base = time_base
+        self.wrap_ticks = wrap_ticks
+        self._offset = 0
+        self._last_raw: int | None = None
+        self._next_s: float | None = None
+
+    def seconds(self, pts: int | None, duration_s: float, origin_s: float) -> float:
+        """Media time of a frame with this PTS (None: right after the previous frame)."""
+        if pts is None:
+            t = self._next_s if self._next_s is not None else 0.0
+        else:
+            if self.wrap_ticks and self._last_raw is not None:
+                step = pts - self._last_raw
+                if step < -self.wrap_ticks // 2:
+                    self._offset += self.wrap_ticks
+                elif step > self.wrap_ticks // 2:
+                    self._offset -= self.wrap_ticks
+            self._last_raw = pts
+            t = float((pts + self._offset) * self.time_base) - origin_s
+        self._next_s = t + duration_s
+        return t
+
+
+def luma_view(frame: av.VideoFrame) -> np.ndarray:
+    """The Y plane of a planar YUV/gray frame as a read-only numpy view (no copy)."""
+    plane = frame.planes[0]
+    bits = frame.format.components[0].bits
+    dtype: np.dtype = np.dtype(np.uint8) if bits <= 8 else np.dtype("<u2")
+    stride = plane.line_size // dtype.itemsize
+    y = np.frombuffer(plane, dtype, count=stride * frame.height).reshape(frame.height, stride)
+    y = y[:, : frame.width]
+    # The buffer may be one the decoder still references: never write through the view.
+    y.flags.writeable = False
+    return y
+
+
+def has_luma_plane(fmt: av.VideoFormat) -> bool:
+    """True when plane 0 holds luma alone, one sample per pixel, little-endian."""
+    first = fmt.components[0]
+    return (
+        fmt.is_planar
+        and first.is_luma
+        and first.plane == 0
+        and fmt.name.startswith(("yuv", "yuvj", "nv", "gray"))
+        and not fmt.name.endswith("be")
+    )
+
+
+@dataclass
+class DecodeReport:
+    """What went wrong while decoding, for the summary: nothing here stops the analysis."""
+
+    corrupt_packets: int = 0
+    decode_errors: int = 0
+    read_error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def describe_source(url: str) -> str:
+    return url if "://" in url else str(Path(url))
+
+
+class MediaSource:
+    """An opened source: iterate it for Picture and AudioChunk items in decode order.
+
+    Use as a context manager. Every blocking network call is bounded by ``open_timeout_s``
+    (connecting, probing) and ``read_timeout_s`` (each read), through FFmpeg's interrupt
+    callback. Errors while opening become InputError naming the source.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 5.0,
+        threads: int = 1,
+    ) -> None:
+        self.url = url
+        self.name = describe_source(url)
+        self.report = DecodeReport()
+        self._threads = threads
+        self._container = self._open(open_timeout_s, read_timeout_s)
+        try:
+            self._select_streams()
+        except BaseException:
+            self._container.close()
+            raise
+
+    def _open(self, open_timeout_s: float, read_timeout_s: float) -> av.container.InputContainer:
+        if "://" not in self.url:
+            path = Path(self.url)
+            if not path.exists():
+                raise InputError(f"{self.name}: no such file")
+            if path.is_dir():
+                raise InputError(f"{self.name}: is a directory, not a media file")
+        try:
+            return av.open(
+                self.url,
+                mode="r",
+                options=dict(PROBE_OPTIONS),
+                timeout=(open_timeout_s, read_timeout_s),
+            )
+        except av.error.InvalidDataError:
+            raise InputError(f"{self.name}: not a media file or stream (no known format)") from None
+        except av.error.ExitError:
+            raise InputError(f"{self.name}: no answer within {open_timeout_s:g} s") from None
+        except av.error.FFmpegError as exc:
+            raise InputError(f"{self.name}: cannot open: {ffmpeg_reason(exc)}") from None
+        except OSError as exc:
+            raise InputError(f"{self.name}: cannot open: {exc.strerror or exc}") from None
+
+    def _select_streams(self) -> None:
+        c = self._container
+        self.video_stream = c.streams.video[0] if c.streams.video else None
+        self.audio_streams = list(c.streams.audio)
+        if self.video_stream is None and not self.audio_streams:
+            raise InputError(f"{self.name}: no video and no audio stream")
+        if self.video_stream is not None:
+            cc = self.video_stream.codec_context
+            # One decoder thread per feed scales with feeds; slice threads (PyAV's default)
+            # only cost ~7 % on single-slice H.264.
+            cc.thread_type = "AUTO" if self._threads != 1 else "NONE"
+            cc.thread_count = self._threads if self._threads > 0 else 0
+        self._audio_index = {s.index: i for i, s in enumerate(self.audio_streams)}
+        start = c.start_time
+        self.origin_s = start / av.time_base if start is not None else None
+        self._timelines = {s.index: self._timeline(s) for s in self.streams}
+        self._reformatter: av.video.reformatter.VideoReformatter | None = None
+        self._resamplers: dict[int, av.AudioResampler] = {}
+
+    def _timeline(self, stream: av.stream.Stream) -> Timeline:
+        wraps = stream.time_base == Fraction(1, 90000)
+        return Timeline(stream.time_base or Fraction(1, 90000), MPEG_WRAP_TICKS if wraps else None)
+
+    @property
+    def streams(self) -> list[av.stream.Stream]:
+        return ([self.video_stream] if self.video_stream else []) + self.audio_streams
+
+    def stream_infos(self) -> list[StreamInfo]:
+        infos = []
+        if self.video_stream is not None:
+            cc = self.video_stream.codec_context
+            rate = self.video_stream.average_rate or self.video_stream.guessed_rate
+            fps = f" {float(rate):g} fps" if rate else ""
+            desc = f"{cc.name} {cc.width}x{cc.height}{fps}"
+            infos.append(StreamInfo("video", 0, cc.name, desc))
+        for i, s in enumerate(self.audio_streams):
+            cc = s.codec_context
+            names = tuple(ch.name for ch in cc.layout.channels) if cc.layout else ()
+            lang = s.metadata.get("language")
+            desc = f"{cc.name} {len(names) or cc.channels}ch {cc.sample_rate} Hz"
+            infos.append(StreamInfo("audio", i, cc.name, desc, lang, names))
+        return infos
+
+    def __enter__(self) -> MediaSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __iter__(self) -> Iterator[Picture | AudioChunk]:
+        packets = self._container.demux(self.streams)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.EOFError:
+                break
+            except av.error.FFmpegError as exc:
+                self.report.read_error = ffmpeg_reason(exc)
+                break
+            if packet.is_corrupt:
+                self.report.corrupt_packets += 1
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                self.report.decode_errors += 1
+                continue
+            for frame in frames:
+                item = self._convert(frame, packet.stream)
+                if item is not None:
+                    yield item
+
+    def _origin(self, frame: av.frame.Frame) -> float:
+        if self.origin_s is None:
+            # No container start time (raw streams): the first timestamp seen is the origin.
+            self.origin_s = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+        return self.origin_s
+
+    def _convert(
+        self, frame: av.frame.Frame, stream: av.stream.Stream
+    ) -> Picture | AudioChunk | None:
+        timeline = self._timelines[stream.index]
+        if isinstance(frame, av.VideoFrame):
+            return self._picture(frame, stream, timeline)
+        if isinstance(frame, av.AudioFrame):
+            return self._audio(frame, stream, timeline)
+        return None
+
+    def _picture(
+        self, frame: av.VideoFrame, stream: av.stream.Stream, timeline: Timeline
+    ) -> Picture:
+        rate = stream.average_rate or stream.guessed_rate
+        if frame.duration and frame.time_base:
+            duration_s = float(frame.duration * frame.time_base)
+        else:
+            duration_s = 1.0 / float(rate) if rate else 0.04
+        pts_s = timeline.seconds(frame.pts, duration_s, self._origin(frame))
+        if not has_luma_plane(frame.format):
+            # Packed or RGB formats have no luma plane to view: convert, and say it is slow.
+            if self._reformatter is None:
+                self._reformatter = av.video.reformatter.VideoReformatter()
+                self.report.warnings.append(
+                    f"video format {frame.format.name} has no luma plane: converting (slower)"
+                )
+            frame = self._reformatter.reformat(frame, format="yuv420p")
+        full_range = frame.format.name.startswith("yuvj") or int(frame.color_range) == 2
+        bits = frame.format.components[0].bits
+        return Picture(luma_view(frame), pts_s, duration_s, bits, full_range, frame.key_frame)
+
+    def _audio(
+        self, frame: av.AudioFrame, stream: av.stream.Stream, timeline: Timeline
+    ) -> AudioChunk | None:
+        if frame.samples == 0 or not frame.sample_rate:
+            return None
+        duration_s = frame.samples / frame.sample_rate
+        pts_s = timeline.seconds(frame.pts, duration_s, self._origin(frame))
+        if frame.format.name == "fltp":
+            samples = frame.to_ndarray()
+        else:
+            resampler = self._resamplers.get(stream.index)
+            if resampler is None:
+                resampler = av.AudioResampler(
+                    format="fltp", layout=frame.layout, rate=frame.sample_rate
+                )
+                self._resamplers[stream.index] = resampler
+            converted = resampler.resample(frame)
+            if not converted:
+                return None
+            samples = np.concatenate([f.to_ndarray() for f in converted], axis=1)
+        return AudioChunk(self._audio_index[stream.index], samples, pts_s, frame.sample_rate)
+
+
+def ffmpeg_reason(exc: av.error.FFmpegError) -> str:
+    """FFmpeg's own words for an error, without the Python exception's decoration."""
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return reason.rstrip(".") if reason else type(exc).__name__

@@ -1,0 +1,172 @@
+"""One channel input's pipeline: decoded media → detectors → alarm trackers → events.
+
+It holds no I/O of its own: ``process`` takes the items a MediaSource yields and the emit
+callback receives AlarmEvents, so the same pipeline serves ``analyze`` and the daemon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from detectors.picture import PictureAnalyzer
+from detectors.silence import SilenceDetector
+from monitor.alarms import AlarmTracker, Emit, Merge, Subject
+from monitor.config import ChannelConfig
+from monitor.media import AudioChunk, Picture, StreamInfo
+
+PRESENCE_TOLERANCE_S = 1.0
+"""A stream counts as missing once it lags the other kind by more than this much media time;
+MPEG-TS muxers interleave within 0.7 s, so less would see gaps that are only interleaving."""
+
+
+class ChannelPipeline:
+    """Measures one input of one channel and tracks its alarms."""
+
+    def __init__(
+        self,
+        channel: ChannelConfig,
+        input_name: str,
+        emit: Emit,
+        *,
+        has_video: bool,
+        audio_streams: list[StreamInfo],
+        rendition: str | None = None,
+    ) -> None:
+        self.channel = channel
+        self.subject = Subject(channel.name, input_name, rendition)
+        self._emit = emit
+        self.trackers: list[AlarmTracker] = []
+
+        black, freeze = channel.black, channel.freeze
+        self.pictures = PictureAnalyzer(
+            black.settings if black.rule.enabled else None,
+            freeze.settings if freeze.rule.enabled else None,
+            row_step=channel.row_step,
+        )
+        self.black = self._tracker("black", black.rule) if black.rule.enabled else None
+        self.freeze = self._tracker("freeze", freeze.rule) if freeze.rule.enabled else None
+
+        self.audio_streams = audio_streams
+        self._silence: dict[int, SilenceDetector] = {}
+        self._silence_trackers: dict[int, AlarmTracker] = {}
+
+        # Presence: when each kind last delivered media (end of its last frame).
+        self.video_end_s = 0.0
+        self.audio_end_s: dict[int | None, float] = {s.index: 0.0 for s in audio_streams} or {
+            None: 0.0
+        }
+        self.media_end_s = 0.0
+        missing = channel.video_missing.rule
+        self.video_missing = self._tracker("video_missing", missing) if missing.enabled else None
+        self.audio_missing: dict[int | None, AlarmTracker] = {}
+        if channel.audio_missing.rule.enabled:
+            for stream in self.audio_end_s:
+                self.audio_missing[stream] = self._tracker(
+                    "audio_missing", channel.audio_missing.rule
+                )
+        self._has_video = has_video
+
+    def _tracker(self, alarm: str, rule: Any, merge: Merge | None = None) -> AlarmTracker:
+        tracker = AlarmTracker(alarm, rule, self.subject, self._emit, merge)
+        self.trackers.append(tracker)
+        return tracker
+
+    def process(self, item: Picture | AudioChunk) -> None:
+        if isinstance(item, Picture):
+            self._picture(item)
+        else:
+            self._audio(item)
+        self._presence()
+
+    def _picture(self, picture: Picture) -> None:
+        m = self.pictures.update(
+            picture.luma,
+            picture.pts_s,
+            bit_depth=picture.bit_depth,
+            full_range=picture.full_range,
+            keyframe=picture.keyframe,
+        )
+        end = picture.pts_s + picture.duration_s
+        self.video_end_s = max(self.video_end_s, end)
+        self.media_end_s = max(self.media_end_s, end)
+        is_black = False
+        if self.black is not None and m.black is not None:
+            is_black = m.black.black
+            detail = {"ratio": round(m.black.ratio, 4), "mean_luma": round(m.black.mean_cv, 1)}
+            self.black.observe(m.pts_s, is_black, detail=detail)
+        if self.freeze is not None and m.freeze is not None:
+            # A black picture is reported as black, not also as a freeze.
+            frozen = m.freeze.frozen and not is_black
+            if m.freeze.ended_s is not None:
+                self.freeze.observe(m.freeze.ended_s, False)
+            detail = {"difference": round(m.freeze.difference, 6)}
+            self.freeze.observe(m.pts_s, frozen, since_s=m.freeze.since_s, detail=detail)
+
+    def _audio(self, chunk: AudioChunk) -> None:
+        end = chunk.pts_s + chunk.duration_s
+        self.audio_end_s[chunk.stream] = max(self.audio_end_s.get(chunk.stream, 0.0), end)
+        self.media_end_s = max(self.media_end_s, end)
+        rule = self.channel.silence.rule
+        if not rule.enabled:
+            return
+        channels = chunk.samples.shape[0]
+        detector = self._silence.get(chunk.stream)
+        if (
+            detector is None
+            or detector.channels != channels
+            or detector.sample_rate != chunk.sample_rate
+        ):
+            detector = SilenceDetector(self.channel.silence.settings, chunk.sample_rate, channels)
+            self._silence[chunk.stream] = detector
+        tracker = self._silence_trackers.get(chunk.stream)
+        if tracker is None:
+            tracker = self._tracker("silence", rule, merge=muted_union)
+            self._silence_trackers[chunk.stream] = tracker
+        names = self._channel_names(chunk.stream)
+        for obs in detector.update(chunk.samples, chunk.pts_s):
+            detail: dict[str, Any] = {
+                "stream": chunk.stream,
+                "channels": list(obs.muted),
+                "channel_count": channels,
+            }
+            if names and len(names) == channels:
+                detail["channel_names"] = [names[c] for c in obs.muted]
+            tracker.observe(obs.t_s, bool(obs.muted), detail=detail)
+
+    def _channel_names(self, stream: int) -> tuple[str, ...]:
+        for info in self.audio_streams:
+            if info.index == stream:
+                return info.channel_names
+        return ()
+
+    def _presence(self) -> None:
+        now = self.media_end_s
+        if self.video_missing is not None:
+            gap = now - self.video_end_s
+            self.video_missing.observe(now, gap > PRESENCE_TOLERANCE_S, since_s=self.video_end_s)
+        for stream, tracker in self.audio_missing.items():
+            last = self.audio_end_s[stream]
+            detail = (
+                {"stream": stream}
+                if stream is not None
+                else {"stream": None, "reason": "no audio stream"}
+            )
+            tracker.observe(now, now - last > PRESENCE_TOLERANCE_S, since_s=last, detail=detail)
+
+    def finish(self) -> None:
+        """The input ended: settle every open alarm at the end of the media."""
+        self._presence()
+        for tracker in self.trackers:
+            tracker.finish(self.media_end_s)
+
+
+def muted_union(kept: Mapping[str, Any], new: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A silence alarm names every channel that was muted while it lasted."""
+    names = dict(zip(kept.get("channels", ()), kept.get("channel_names", ()), strict=False))
+    names.update(zip(new.get("channels", ()), new.get("channel_names", ()), strict=False))
+    merged = dict(new)
+    merged["channels"] = sorted(set(kept.get("channels", ())) | set(new.get("channels", ())))
+    if names:
+        merged["channel_names"] = [names[c] for c in merged["channels"] if c in names]
+    return merged

@@ -1,0 +1,103 @@
+"""Freeze detection: FFmpeg freezedetect semantics, ignore regions, keyframe refresh."""
+
+import numpy as np
+
+from detectors.freeze import FreezeSettings
+from detectors.picture import PictureAnalyzer
+from detectors.regions import Region
+
+H, W = 180, 320
+
+
+def picture(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    buf = rng.integers(40, 220, size=(H, W + 32), dtype=np.uint8)
+    return buf[:, :W]
+
+
+def nudged(y: np.ndarray, amount: int, fraction: float) -> np.ndarray:
+    """The same picture with ``fraction`` of its rows shifted by ``amount`` code values."""
+    out = y.copy()
+    rows = int(H * fraction)
+    out[:rows] = np.clip(out[:rows].astype(int) + amount, 0, 255).astype(np.uint8)
+    return out
+
+
+def run(frames, settings=FreezeSettings(), keyframes=()):
+    analyzer = PictureAnalyzer(None, settings)
+    return [
+        analyzer.update(y, i * 0.04, keyframe=i in keyframes).freeze for i, y in enumerate(frames)
+    ]
+
+
+def test_repeated_picture_is_frozen_from_the_first_picture_of_the_still():
+    moving = [picture(i) for i in range(3)]
+    still = moving[-1]
+    results = run(moving + [still] * 4)
+    assert results[0] is None  # no reference yet
+    assert [m.frozen for m in results[1:]] == [False, False, True, True, True, True]
+    assert results[-1].since_s == 2 * 0.04
+
+
+def test_difference_above_noise_floor_is_motion():
+    a = picture(1)
+    b = nudged(a, 1, 0.5)  # mean abs difference 0.5 code values > 0.256 (-60 dB)
+    assert [m.frozen for m in run([a, b])[1:]] == [False]
+    c = nudged(a, 1, 0.2)  # 0.2 code values <= 0.256
+    assert [m.frozen for m in run([a, c])[1:]] == [True]
+
+
+def test_slow_drift_cannot_hide_a_freeze_because_the_reference_stays():
+    a = picture(1)
+    steps = [nudged(a, 1, f) for f in (0.1, 0.2, 0.3, 0.4)]  # each step 0.1 code values
+    results = run([a, *steps])[1:]
+    # Against the previous picture every step would look frozen; against the reference the
+    # drift adds up to 0.3 > 0.256 and breaks the still, which then restarts there.
+    assert [m.frozen for m in results] == [True, True, False, True]
+    assert results[-1].since_s == 3 * 0.04
+
+
+def test_moving_region_inside_ignore_region_does_not_hide_a_freeze():
+    still = picture(5)
+    frames = []
+    for i in range(5):
+        y = still.copy()
+        y[150:175, :] = picture(100 + i)[150:175, :]  # a ticker along the bottom
+        frames.append(y)
+    assert not any(m.frozen for m in run(frames)[1:])
+    ticker = Region(x=0.0, y=0.8, w=1.0, h=0.2)
+    assert all(m.frozen for m in run(frames, FreezeSettings(ignore=(ticker,)))[1:])
+
+
+def test_keyframe_refresh_of_a_still_continues_the_freeze():
+    still = picture(7)
+    refreshed = nudged(still, 1, 0.9)  # a keyframe re-encoding the still: 0.9 code values
+    frames = [picture(1), still, still, still, refreshed, refreshed, refreshed]
+    results = run(frames, keyframes={4})[1:]
+    assert all(m.frozen for m in results[1:])
+    assert results[-1].since_s == 1 * 0.04
+
+
+def test_same_step_on_a_non_keyframe_ends_the_freeze():
+    still = picture(7)
+    refreshed = nudged(still, 1, 0.9)
+    frames = [picture(1), still, still, still, refreshed, refreshed]
+    results = run(frames)[1:]
+    assert [m.frozen for m in results] == [False, True, True, False, True]
+    assert results[-1].since_s == 4 * 0.04
+
+
+def test_keyframe_that_is_not_followed_by_a_still_ends_the_freeze_at_the_keyframe():
+    still = picture(7)
+    frames = [picture(1), still, still, nudged(still, 1, 0.9), picture(20)]
+    results = run(frames, keyframes={3})[1:]
+    assert [m.frozen for m in results] == [False, True, True, False]
+    assert results[-1].ended_s == 3 * 0.04
+
+
+def test_large_change_on_a_keyframe_is_a_cut_not_a_refresh():
+    still = picture(7)
+    frames = [picture(1), still, still, picture(8), picture(8)]
+    results = run(frames, keyframes={3})[1:]
+    assert [m.frozen for m in results] == [False, True, False, True]
+    assert results[-1].since_s == 3 * 0.04

@@ -155,6 +155,8 @@ def print_summary(s: AnalysisSummary) -> None:
             f"{r.corrupt_packets} corrupt packets and {r.decode_errors} undecodable packets: "
             "the input is damaged or truncated; analysed what could be decoded"
         )
+    if r.truncated:
+        warn(f"{s.source} {r.truncated}: truncated; analysed the {s.media_s:.2f} s it holds")
     if r.read_error:
         warn(f"reading stopped early at {s.media_s:.2f} s: {r.read_error}")
 

@@ -125,6 +125,7 @@ class DecodeReport:
     corrupt_packets: int = 0
     decode_errors: int = 0
     read_error: str | None = None
+    truncated: str | None = None  # why the input looks cut short
     warnings: list[str] = field(default_factory=list)
 
 
@@ -257,6 +258,16 @@ class MediaSource:
                 item = self._convert(frame, packet.stream)
                 if item is not None:
                     yield item
+        self.report.truncated = self._truncation()
+
+    def _truncation(self) -> str | None:
+        """Why a local MPEG-TS file looks cut short: FFmpeg drops a partial last packet silently."""
+        if "://" in self.url or "mpegts" not in self._container.format.name:
+            return None
+        size = Path(self.url).stat().st_size
+        if size % 188 and size % 192:
+            return f"ends inside a transport packet (size {size} is not a multiple of 188 bytes)"
+        return None
 
     def _origin(self, frame: av.frame.Frame) -> float:
         if self.origin_s is None:

@@ -8,6 +8,7 @@ from detectors.picture import PictureAnalyzer
 from detectors.regions import Region
 
 H, W = 180, 320
+DEFAULTS = BlackSettings()
 
 
 def plane(value: int, *, pad: int = 64, dtype=np.uint8) -> np.ndarray:
@@ -23,7 +24,7 @@ def textured(low: int, high: int, seed: int) -> np.ndarray:
     return y
 
 
-def measure(frames, settings=BlackSettings(), **kw):
+def measure(frames, settings=DEFAULTS, **kw):
     analyzer = PictureAnalyzer(settings, None, **kw)
     return [analyzer.update(y, i * 0.04).black for i, y in enumerate(frames)]
 

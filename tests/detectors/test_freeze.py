@@ -7,6 +7,7 @@ from detectors.picture import PictureAnalyzer
 from detectors.regions import Region
 
 H, W = 180, 320
+DEFAULTS = FreezeSettings()
 
 
 def picture(seed: int) -> np.ndarray:
@@ -23,7 +24,7 @@ def nudged(y: np.ndarray, amount: int, fraction: float) -> np.ndarray:
     return out
 
 
-def run(frames, settings=FreezeSettings(), keyframes=()):
+def run(frames, settings=DEFAULTS, keyframes=()):
     analyzer = PictureAnalyzer(None, settings)
     return [
         analyzer.update(y, i * 0.04, keyframe=i in keyframes).freeze for i, y in enumerate(frames)

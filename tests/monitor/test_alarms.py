@@ -8,9 +8,10 @@ from monitor.alarms import AlarmTracker, Phase, Subject
 from monitor.config import AlarmRule
 
 SUBJECT = Subject("news", "primary")
+RULE = AlarmRule(raise_after_s=2.0, clear_after_s=1.0)
 
 
-def track(observations, rule=AlarmRule(raise_after_s=2.0, clear_after_s=1.0), end_s=None):
+def track(observations, rule=RULE, end_s=None):
     events = []
     tracker = AlarmTracker("black", rule, SUBJECT, events.append)
     for t, active in observations:

@@ -224,3 +224,13 @@ def test_bad_duration_is_a_usage_error(streamqc, media, duration):
         assert run.code == 0 and run.events == []
     else:
         assert run.code == 2 and "--duration" in run.stderr
+
+
+@pytest.mark.parametrize("crf", [23, 28])
+def test_freeze_survives_keyframes_that_re_encode_the_still(media, streamqc, crf):
+    # At everyday quality a keyframe inside a still decodes measurably differently from it
+    # (FFmpeg's freezedetect then starts this freeze at 5.0 s instead of 3.0 s).
+    path = media(MediaSpec(duration_s=12.0, freeze=(Span(3.0, 9.0),), crf=crf, gop=25))
+    found = streamqc("analyze", str(path)).alarms()
+    assert len(found) == 1 and found[0][0] == "freeze"
+    assert close(found[0][1], 3.0, FRAME_S) and close(found[0][2], 9.0, FRAME_S)

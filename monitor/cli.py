@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from monitor.alarms import AlarmEvent
 from monitor.analyze import AnalysisSummary, analyze
@@ -114,6 +115,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         sys.stdout.write(event.to_json() + "\n")
         sys.stdout.flush()
 
+    configured = channel.inputs.get(args.input)
+    # The source named on the command line, with the configured input's timeouts.
+    source = replace(configured, url=args.source) if configured else None
     summary = analyze(
         args.source,
         channel,
@@ -121,6 +125,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         input_name=args.input,
         duration_s=duration_s,
         threads=args.threads,
+        source=source,
     )
     if not args.quiet:
         print_summary(summary)

@@ -1,16 +1,46 @@
-"""Channel configuration: the typed model every other part of streamqc reads.
+"""Channel configuration: the typed model every other part of streamqc reads, and its loader.
 
-Loading and validation (YAML with file/line/key-path errors) live below the model.
+``load_config`` reads a YAML file (format: ``configs/example.yaml``) into ``Config``. Every
+problem is one ``ConfigError`` line, ``FILE:LINE: KEY.PATH: what is wrong, got VALUE``.
+
+Validation is pydantic, but the models are generated here from the plain dataclasses of
+``detectors/`` (and ``AlarmRule``, ``InputConfig``), constraints and defaults included, so a new
+detector only needs its ``DetectorConfig`` field on ``ChannelConfig``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
+import math
+import re
 from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, Generic, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    create_model,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from detectors.black import BlackSettings
 from detectors.freeze import FreezeSettings
 from detectors.silence import SilenceSettings
+from monitor.errors import ConfigError
+from monitor.yamlsource import KeyPath, YamlDocument, load_yaml
 
 Severity = Literal["critical", "major", "minor", "warning", "info"]
 S = TypeVar("S")
@@ -40,6 +70,7 @@ class DetectorConfig(Generic[S]):
 @dataclass(frozen=True)
 class InputConfig:
     url: str
+    """A URL (file, http, https, udp, rtp, srt, tcp) or a file path."""
     open_timeout_s: float = 10.0
     read_timeout_s: float = 5.0
 
@@ -78,9 +109,359 @@ class Config:
 
     def channel(self, name: str | None) -> ChannelConfig:
         """The named channel, or the only one when ``name`` is None."""
-        raise NotImplementedError
+        names = ", ".join(channel.name for channel in self.channels)
+        if name is None:
+            if len(self.channels) == 1:
+                return self.channels[0]
+            raise ConfigError(f"{self.source}: {len(self.channels)} channels, name one of: {names}")
+        for channel in self.channels:
+            if channel.name == name:
+                return channel
+        raise ConfigError(f"{self.source}: no channel named '{name}' (channels: {names})")
 
 
 def default_channel(name: str = "default") -> ChannelConfig:
     """The channel ``streamqc analyze`` uses without --config: every detector at its defaults."""
     return ChannelConfig(name=name)
+
+
+# --- Loading --------------------------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML configuration; raise ConfigError naming file, line and key."""
+    source = str(path)
+    document = load_yaml(_read_text(path), source)
+    if document.data is None:
+        raise document.error((), "the file is empty; expected version, site and channels")
+    if not isinstance(document.data, dict):
+        raise document.error(
+            (), f"expected a mapping of version, site and channels, got {_show(document.data)}"
+        )
+    try:
+        spec = _File.model_validate(document.data)
+    except ValidationError as error:
+        raise _first_problem(error, document) from None
+    return _build(spec, document)
+
+
+_DURATION = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(ms|s|m|h)?")
+_SECONDS_PER_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``'500ms'``, ``'5s'``, ``'2m'``, ``'1h'``, ``'1.5s'`` or a number of seconds.
+
+    Raises ValueError (worded for a configuration message) on anything else or a negative value.
+    """
+    match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif match:
+        seconds = float(match[1]) * _SECONDS_PER_UNIT[match[2]]
+    else:
+        raise ValueError("must be a duration like 500ms, 5s, 2m, 1h or a number of seconds")
+    if not math.isfinite(seconds):
+        raise ValueError("must be a finite duration")
+    if seconds < 0:
+        raise ValueError("must not be negative")
+    return seconds
+
+
+def _read_text(path: str | Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except UnicodeDecodeError as error:
+        line = error.object[: error.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+
+
+# --- Schema: pydantic models generated from the dataclasses ----------------------------------
+
+
+class _Section(BaseModel):
+    """A YAML mapping: no unknown keys, no coercion of strings to numbers or bools."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys_only(cls, data: Any) -> Any:
+        if data is None:  # `detectors:` with nothing under it means "all defaults"
+            return {}
+        if isinstance(data, dict):
+            known = [spec.alias or name for name, spec in cls.model_fields.items()]
+            for key in data:
+                if key not in known:
+                    raise PydanticCustomError(
+                        "unknown_key", "unknown key {key}", {"key": key, "known": known}
+                    )
+        return data
+
+
+Duration = Annotated[float, PlainValidator(parse_duration)]
+
+_STRICT: dict[Any, Any] = {bool: StrictBool, int: StrictInt, float: StrictFloat, str: StrictStr}
+
+
+def _strict(hint: Any) -> Any:
+    """The pydantic type of a dataclass field's type: strict scalars, dataclasses as models."""
+    if get_origin(hint) is Annotated:
+        base, *metadata = get_args(hint)
+        return Annotated[(_strict(base), *metadata)]
+    if get_origin(hint) is tuple:
+        return tuple[tuple(_strict(arg) if arg is not ... else arg for arg in get_args(hint))]
+    if dataclasses.is_dataclass(hint):
+        return _validated(hint)
+    return _STRICT.get(hint, hint)
+
+
+def _fields(cls: type, aliases: dict[str, str] | None = None) -> dict[str, Any]:
+    """create_model field definitions for a dataclass: types, constraints, defaults.
+
+    A float field named ``*_s`` is a duration, so it also takes ``'500ms'``, ``'2m'``, ...
+    """
+    hints = get_type_hints(cls, include_extras=True)
+    definitions: dict[str, Any] = {}
+    for spec in dataclasses.fields(cls):
+        hint = hints[spec.name]
+        if spec.name.endswith("_s") and hint is float:
+            hint = Duration
+        alias = (aliases or {}).get(spec.name)
+        if spec.default is not dataclasses.MISSING:
+            default = Field(spec.default, alias=alias)
+        elif spec.default_factory is not dataclasses.MISSING:
+            default = Field(default_factory=spec.default_factory, alias=alias)
+        else:
+            default = Field(alias=alias)
+        definitions[spec.name] = (_strict(hint), default)
+    return definitions
+
+
+@functools.cache
+def _validated(cls: type) -> Any:
+    """A type that validates a YAML mapping and yields an instance of the dataclass ``cls``."""
+    model = create_model(cls.__name__, __base__=_Section, **_fields(cls))
+    return Annotated[model, AfterValidator(lambda section: cls(**dict(section)))]
+
+
+_SCHEMES = ("file", "http", "https", "udp", "rtp", "srt", "tcp")
+
+
+def _url(url: str) -> str:
+    if not url.strip():
+        raise ValueError("must not be empty")
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    if scheme and scheme[1].lower() not in _SCHEMES:
+        raise ValueError(f"unsupported scheme '{scheme[1]}' (use {', '.join(_SCHEMES)} or a path)")
+    return url
+
+
+def _name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError("must be letters, digits, '_', '.' or '-' (it goes into MQTT topics)")
+    return name
+
+
+def _version(version: object) -> int:
+    if type(version) is not int or version != 1:
+        raise ValueError("must be 1, the only format version so far")
+    return version
+
+
+def _row_step(row_step: object) -> int | None:
+    if row_step == "auto":
+        return None
+    if type(row_step) is not int or row_step < 1:
+        raise ValueError("must be 'auto' or an integer >= 1")
+    return row_step
+
+
+Url = Annotated[StrictStr, AfterValidator(_url)]
+Name = Annotated[StrictStr, AfterValidator(_name)]
+RowStep = Annotated[int | None, PlainValidator(_row_step)]
+
+
+def _detector_settings() -> dict[str, type]:
+    """Every ``DetectorConfig[Settings]`` field of ChannelConfig: detector name → Settings."""
+    hints = get_type_hints(ChannelConfig)
+    return {
+        name: get_args(hint)[0]
+        for name, hint in hints.items()
+        if get_origin(hint) is DetectorConfig
+    }
+
+
+# The YAML says `raise_after: 2s`: the unit is in the value, so the name drops AlarmRule's `_s`.
+_RULE_KEYS = {"raise_after_s": "raise_after", "clear_after_s": "clear_after"}
+_RULE_FIELDS = frozenset(spec.name for spec in dataclasses.fields(AlarmRule))
+
+
+def _detector_block(name: str, settings: type) -> type[_Section]:
+    """A detector's YAML block: the alarm rule's keys, then the detector's own settings."""
+    rule = _fields(AlarmRule, aliases=_RULE_KEYS)
+    return create_model(name, __base__=_Section, **rule, **_fields(settings))
+
+
+_DETECTORS = {name: _detector_block(name, cls) for name, cls in _detector_settings().items()}
+_Detectors = create_model(
+    "detectors",
+    __base__=_Section,
+    **{name: (block, Field(default_factory=block)) for name, block in _DETECTORS.items()},
+)
+
+
+class _Input(_Section):
+    url: Url
+    open_timeout_s: Duration = Field(InputConfig.open_timeout_s, alias="open_timeout")
+    read_timeout_s: Duration = Field(InputConfig.read_timeout_s, alias="read_timeout")
+
+
+class _Inputs(_Section):
+    primary: _Input
+    backup: _Input | None = None
+
+
+class _Defaults(_Section):
+    row_step: RowStep = None
+    detectors: _Detectors = Field(default_factory=_Detectors)  # type: ignore[valid-type]
+
+
+class _Channel(_Section):
+    name: Name
+    inputs: _Inputs
+    row_step: RowStep = None
+    detectors: _Detectors = Field(default_factory=_Detectors)  # type: ignore[valid-type]
+
+
+class _File(_Section):
+    version: Annotated[int, PlainValidator(_version)]
+    site: Name
+    defaults: _Defaults = Field(default_factory=_Defaults)
+    channels: Annotated[list[_Channel], Field(min_length=1)]
+
+
+# --- From validated sections to the model ----------------------------------------------------
+
+
+def _build(spec: _File, document: YamlDocument) -> Config:
+    first_line: dict[str, int] = {}
+    for i, channel in enumerate(spec.channels):
+        where = ("channels", i, "name")
+        if channel.name in first_line:
+            first = first_line[channel.name]
+            raise document.error(
+                where, f"duplicate channel name '{channel.name}' (first at line {first})"
+            )
+        first_line[channel.name] = document.line(where)
+    channels = tuple(
+        _channel(channel, spec.defaults, document, ("channels", i))
+        for i, channel in enumerate(spec.channels)
+    )
+    return Config(version=spec.version, site=spec.site, channels=channels, source=document.source)
+
+
+def _channel(
+    spec: _Channel, defaults: _Defaults, document: YamlDocument, where: KeyPath
+) -> ChannelConfig:
+    """Defaults, then the channel's own keys on top, key by key."""
+    base = ChannelConfig(name=spec.name)
+    inputs = {name: InputConfig(**dict(value)) for name, value in spec.inputs if value is not None}
+    row_step = spec.row_step if "row_step" in spec.model_fields_set else defaults.row_step
+    detectors = {}
+    for name in _DETECTORS:
+        written = (getattr(defaults.detectors, name), getattr(spec.detectors, name))
+        try:
+            detectors[name] = _merged(getattr(base, name), *written)
+        except ValueError as error:  # a check across keys in a Settings' __post_init__
+            raise document.error((*where, "detectors", name), str(error)) from None
+    return dataclasses.replace(base, inputs=inputs, row_step=row_step, **detectors)
+
+
+def _merged(base: DetectorConfig[Any], *blocks: _Section) -> DetectorConfig[Any]:
+    rule: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
+    for block in blocks:
+        for name in block.model_fields_set:
+            (rule if name in _RULE_FIELDS else settings)[name] = getattr(block, name)
+    return DetectorConfig(
+        dataclasses.replace(base.rule, **rule), dataclasses.replace(base.settings, **settings)
+    )
+
+
+# --- Pydantic errors in our words -------------------------------------------------------------
+
+
+def _first_problem(error: ValidationError, document: YamlDocument) -> ConfigError:
+    """The problem written first in the file, as one line."""
+    problems = [_describe(details) for details in error.errors()]
+    path, message, line_of = min(problems, key=lambda problem: document.line(problem[2]))
+    return document.error(path, message, line_of=line_of)
+
+
+def _describe(details: ErrorDetails) -> tuple[KeyPath, str, KeyPath]:
+    """(key path shown, message, key path whose line is reported) of one pydantic error."""
+    path: KeyPath = tuple(details["loc"])
+    kind = details["type"]
+    context = details.get("ctx", {})
+    if kind == "missing":
+        return path[:-1], f"missing required key '{path[-1]}'", path[:-1]
+    if kind == "unknown_key":
+        key, known = str(context["key"]), context["known"]
+        noun = "detector" if path and path[-1] == "detectors" else "key"
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f", did you mean '{close[0]}'?" if close else ""
+        return path, f"unknown {noun} '{key}'{hint} (known: {', '.join(known)})", (*path, key)
+    return path, f"{_message(kind, context, details['msg'])}, got {_show(details['input'])}", path
+
+
+_MESSAGES = {
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "dict_type": "must be a mapping",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "too_short": "must not be empty",
+}
+_BOUNDS = {"le": "<=", "ge": ">=", "lt": "<", "gt": ">"}
+
+
+def _message(kind: str, context: dict[str, Any], fallback: str) -> str:
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
+    if kind == "value_error":
+        return str(context["error"])
+    if kind == "literal_error":  # pydantic's "'peak' or 'rms'"
+        choices = context["expected"].replace(" or ", ", ").replace("'", "")
+        return f"must be {choices}" if "," not in choices else f"must be one of: {choices}"
+    for bound, sign in _BOUNDS.items():
+        if bound in context:
+            return f"must be {sign} {context[bound]:g}"
+    return fallback
+
+
+def _show(value: Any) -> str:
+    """A value in YAML's spelling (null, true, .nan, {x: 1}), strings quoted, on one short line."""
+    if isinstance(value, str):
+        text = repr(value)
+    else:
+        dumped = yaml.safe_dump(value, default_flow_style=True, width=1_000_000, sort_keys=False)
+        text = " ".join(dumped.removesuffix("...\n").split())
+    return text if len(text) <= 80 else text[:77] + "..."

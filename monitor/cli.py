@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from monitor.alarms import AlarmEvent
 from monitor.analyze import AnalysisSummary, analyze
@@ -90,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no summary on stderr")
     p.set_defaults(func=cmd_analyze)
 
+    p = sub.add_parser(
+        "demo",
+        help="make a clip with faults at known times, analyse it, compare",
+        description="Generate a 30 s clip with black, a freeze, silence, a muted channel and a "
+        "dark scene at known times, analyse it and show what was found against what was "
+        "injected. Needs nothing but streamqc itself.",
+    )
+    p.add_argument("--keep", metavar="DIR", help="keep the generated clip in DIR")
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("check-config", help="validate a configuration file and exit")
     p.add_argument("file", metavar="FILE")
     p.set_defaults(func=cmd_check_config)
@@ -164,6 +175,12 @@ def print_summary(s: AnalysisSummary) -> None:
         warn(f"{s.source} {r.truncated}: truncated; analysed the {s.media_s:.2f} s it holds")
     if r.read_error:
         warn(f"reading stopped early at {s.media_s:.2f} s: {r.read_error}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo  # PyAV encoding is only needed here
+
+    return run_demo(Path(args.keep) if args.keep else None)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -88,7 +88,8 @@ def run_demo(keep: Path | None = None) -> int:
             off_ms = max(abs(match.start - f.span.start_s), abs(match.end - f.span.end_s)) * 1000
             channels = match.detail.get("channels")
             extra = f", channels {channels}" if channels is not None else ""
-            verdict = f"{match.alarm} {match.start:.3f}-{match.end:.3f} s{extra} (edges within {off_ms:.0f} ms)"
+            span = f"{match.start:.3f}-{match.end:.3f} s"
+            verdict = f"{match.alarm} {span}{extra} (edges within {off_ms:.0f} ms)"
         print(f"  {f.what:<55} {verdict}", file=err)
     for e in unmatched:
         ok = False

@@ -1,8 +1,7 @@
 """Synthetic H.264/AAC MPEG-TS clips with faults injected at known media times.
 
 Used by `streamqc demo`, the test suite and the benchmarks: media is generated when needed,
-never shipped
-(~0.4 s for 12 s at 320x180, ~2-2.5 s for 10 s at 1920x1080 on one core).
+never shipped (~0.4 s for 12 s at 320x180, ~2-2.5 s for 10 s at 1920x1080 on one core).
 
 Timeline
 --------

@@ -1,0 +1,99 @@
+"""The decode path: zero-copy luma, media time from PTS (wrap, gaps, missing), audio blocks."""
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from monitor.analyze import analyze
+from monitor.config import default_channel
+from monitor.media import MPEG_WRAP_TICKS, MediaSource, Timeline, luma_view
+from monitor.synth import MediaSpec, Span
+
+TB = Fraction(1, 90000)
+
+
+def test_timeline_unwraps_33_bit_pts_however_often_it_wraps():
+    timeline = Timeline(TB, MPEG_WRAP_TICKS)
+    raw = [(MPEG_WRAP_TICKS - 3600 * 2 + i * 3600) % MPEG_WRAP_TICKS for i in range(5)]
+    seconds = [timeline.seconds(p, 0.04, 0.0) for p in raw]
+    assert np.allclose(np.diff(seconds), 0.04)
+    # a second wrap, 26.5 hours later
+    later = [MPEG_WRAP_TICKS - 3600, 0, 3600]
+    timeline.seconds(MPEG_WRAP_TICKS // 2, 0.04, 0.0)  # half way round
+    out = [timeline.seconds(p, 0.04, 0.0) for p in later]
+    assert np.allclose(np.diff(out), 0.04)
+    assert out[1] == pytest.approx(2 * MPEG_WRAP_TICKS / 90000)
+
+
+def test_timeline_extrapolates_a_missing_pts_from_the_previous_frame():
+    timeline = Timeline(TB, MPEG_WRAP_TICKS)
+    assert timeline.seconds(90000, 0.04, 0.0) == pytest.approx(1.0)
+    assert timeline.seconds(None, 0.04, 0.0) == pytest.approx(1.04)
+    assert timeline.seconds(None, 0.04, 0.0) == pytest.approx(1.08)
+
+
+def test_timeline_keeps_a_real_jump_backwards_that_is_not_a_wrap():
+    timeline = Timeline(TB, MPEG_WRAP_TICKS)
+    timeline.seconds(900000, 0.04, 0.0)
+    assert timeline.seconds(450000, 0.04, 0.0) == pytest.approx(5.0)
+
+
+def test_timeline_measures_from_the_origin():
+    assert Timeline(TB, None).seconds(180000, 0.04, 1.5) == pytest.approx(0.5)
+
+
+def yuv_frame(width, height, fmt, value):
+    frame = av.VideoFrame(width, height, fmt)
+    for plane in frame.planes:
+        arr = np.frombuffer(plane, np.uint8)
+        arr.setflags(write=True)
+        arr[:] = 0
+    y = np.frombuffer(frame.planes[0], np.uint8 if "10" not in fmt else "<u2")
+    y.setflags(write=True)
+    y[:] = value
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("fmt", "value", "dtype"), [("yuv420p", 77, np.uint8), ("yuv420p10le", 700, np.uint16)]
+)
+def test_luma_view_is_a_read_only_view_of_the_frame_buffer(fmt, value, dtype):
+    frame = yuv_frame(318, 180, fmt, value)  # a width with line padding
+    y = luma_view(frame)
+    assert y.shape == (180, 318) and y.dtype == dtype
+    assert not y.flags.writeable and not y.flags.owndata
+    assert int(y[0, 0]) == value and int(y[-1, -1]) == value
+    plane = np.frombuffer(frame.planes[0], dtype)
+    assert np.shares_memory(y, plane)
+
+
+def test_pictures_and_audio_come_with_media_time_from_zero(media):
+    path = media(MediaSpec(duration_s=2.0))
+    with MediaSource(str(path)) as source:
+        items = list(source)
+    pictures = [i for i in items if type(i).__name__ == "Picture"]
+    audio = [i for i in items if type(i).__name__ == "AudioChunk"]
+    assert len(pictures) == 50
+    assert pictures[0].pts_s == pytest.approx(0.0) and pictures[-1].pts_s == pytest.approx(1.96)
+    assert pictures[0].keyframe and not pictures[1].keyframe
+    assert audio[0].samples.dtype == np.float32 and audio[0].samples.shape[0] == 2
+    assert sum(a.samples.shape[1] for a in audio) >= 2 * 48000
+
+
+def test_times_stay_right_across_the_33_bit_pts_wrap(media):
+    wrap_s = MPEG_WRAP_TICKS / 90000
+    spec = MediaSpec(
+        duration_s=10.0,
+        black=(Span(2.0, 6.0),),
+        silence=(Span(5.0, 8.0),),
+        start_offset_s=wrap_s - 3.0,  # the PTS wrap falls at 3.0 s, inside both faults
+    )
+    events = []
+    analyze(str(media(spec)), default_channel(), events.append)
+    found = [(e.alarm, e.start, e.end) for e in events if e.state == "cleared"]
+    assert [a for a, _, _ in found] == ["black", "silence"]
+    (_, b0, b1), (_, s0, s1) = found
+    assert b0 == pytest.approx(2.0, abs=0.04) and b1 == pytest.approx(6.0, abs=0.04)
+    assert s0 == pytest.approx(5.0, abs=0.032) and s1 == pytest.approx(8.0, abs=0.032)

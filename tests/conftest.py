@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mediagen import MediaSpec, make_ts
+from monitor.synth import MediaSpec, make_ts
 
 
 @pytest.fixture(scope="session")

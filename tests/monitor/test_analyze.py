@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
+from monitor.synth import LOGO_REGION, MOVING_REGION, MediaSpec, Span, make_garbage, truncate
 from tests import oracle
-from tests.mediagen import LOGO_REGION, MOVING_REGION, MediaSpec, Span, make_garbage, truncate
 
 FRAME_S = 0.04
 # Decoded AAC smears the edges of an injected silence by up to one AAC frame (1024 samples);

@@ -1,0 +1,97 @@
+"""The workloads the overhead benchmarks compare, each a function of the clip's path.
+
+All decode with one decoder thread (``thread_type='NONE'``, as ``MediaSource(threads=1)``) and
+demux the same streams (the video and every audio stream).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import av
+import av.error
+import av.filter
+
+from monitor.alarms import AlarmEvent
+from monitor.analyze import analyze
+from monitor.config import ChannelConfig, default_channel
+from monitor.media import PROBE_OPTIONS
+
+
+def open_single_threaded(path: Path) -> av.container.InputContainer:
+    container = av.open(str(path), options=dict(PROBE_OPTIONS))
+    cc = container.streams.video[0].codec_context
+    cc.thread_type = "NONE"
+    cc.thread_count = 1
+    return container
+
+
+def decode_only(path: Path) -> None:
+    """Plain PyAV demux + decode of video and audio: no numpy, no detectors."""
+    with open_single_threaded(path) as container:
+        streams = [container.streams.video[0], *container.streams.audio]
+        for packet in container.demux(streams):
+            for _frame in packet.decode():
+                pass
+
+
+def streamqc(path: Path, channel: ChannelConfig | None = None) -> list[AlarmEvent]:
+    """``streamqc analyze``: decode, every detector of the channel, the alarm engine."""
+    events: list[AlarmEvent] = []
+    analyze(str(path), channel or default_channel(), events.append, threads=1)
+    return events
+
+
+def streamqc_all_rows(path: Path) -> list[AlarmEvent]:
+    return streamqc(path, dataclasses.replace(default_channel(), row_step=1))
+
+
+def _drain(sink: av.filter.context.FilterContext, found: list[str] | None = None) -> None:
+    while True:
+        try:
+            frame = sink.pull()
+        except (av.error.BlockingIOError, av.error.EOFError):
+            return
+        if found is not None and "lavfi.silence_start" in frame.metadata:
+            found.append(frame.metadata["lavfi.silence_start"])
+
+
+def ffmpeg_filters(path: Path) -> list[str]:
+    """Decode + FFmpeg's blackdetect and freezedetect (video) and silencedetect (audio) at the
+    CLI's defaults, through PyAV's libavfilter. Returns the silence starts found."""
+    silences: list[str] = []
+    with open_single_threaded(path) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+
+        vgraph = av.filter.Graph()
+        vgraph.threads = 1  # as `ffmpeg -filter_threads 1`; blackdetect is slice-threaded
+        vsrc = vgraph.add_buffer(template=video)
+        vsink = vgraph.add("buffersink")
+        vgraph.link_nodes(
+            vsrc,
+            vgraph.add("blackdetect", "d=2:pic_th=0.98:pix_th=0.10"),
+            vgraph.add("freezedetect", "n=-60dB:d=2"),
+            vsink,
+        ).configure()
+
+        agraph = av.filter.Graph()
+        agraph.threads = 1
+        asrc = agraph.add_abuffer(template=audio)
+        asink = agraph.add("abuffersink")
+        agraph.link_nodes(asrc, agraph.add("silencedetect", "n=-60dB:d=2"), asink).configure()
+
+        for packet in container.demux(video, audio):
+            is_video = packet.stream.index == video.index
+            for frame in packet.decode():
+                if is_video:
+                    vsrc.push(frame)
+                    _drain(vsink)
+                else:
+                    asrc.push(frame)
+                    _drain(asink, silences)
+        vsrc.push(None)
+        asrc.push(None)
+        _drain(vsink)
+        _drain(asink, silences)
+    return silences

@@ -33,7 +33,8 @@ def luma_stats(y, ref, bands, segments, row_step, black_max, out):  # pragma: no
     y, ref: 2-D uint8 or uint16 luma planes of the same shape (views; padding is fine).
     bands, segments: a SegmentTable. row_step: analyse every row_step-th row of the picture.
     black_max: the highest luma code value that counts as black. out: float64[N_STATS], zeroed
-    here. Allocates nothing.
+    here. Allocates nothing. BLACK_DARK_SUM and BLACK_DARK_SUMSQ are left to dark_stats, which
+    only mostly-dark pictures need: three accumulators instead of five keep this pass lean.
     """
     for k in range(out.shape[0]):
         out[k] = 0.0
@@ -55,26 +56,51 @@ def luma_stats(y, ref, bands, segments, row_step, black_max, out):  # pragma: no
                 p = ref[i, c0:c1]
                 rsum = np.int32(0)
                 rdark = np.int32(0)
-                rdsum = np.int32(0)
-                rdsq = np.int32(0)
                 rsad = np.int32(0)
                 for j in range(a.shape[0]):
                     v = np.int32(a[j])
-                    dark = np.int32(v <= t)
                     d = v - np.int32(p[j])
                     rsum += v
-                    rdark += dark
-                    rdsum += v * dark
-                    rdsq += v * v * dark
+                    rdark += np.int32(v <= t)
                     rsad += max(d, -d)
                 n = c1 - c0
                 if fl & 1:
                     out[0] += n
                     out[1] += rdark
-                    out[2] += rdsum
-                    out[3] += rdsq
                     out[4] += rsad
                     out[7] += rsum
                 if fl & 2:
                     out[5] += n
                     out[6] += rsad
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def dark_stats(y, bands, segments, row_step, black_max, out):  # pragma: no cover - jitted
+    """Add the sum and sum of squares of the black-counted dark pixels to ``out``.
+
+    A second pass, run only on pictures luma_stats found mostly dark, for the texture test
+    that tells a dark scene from black.
+    """
+    t = np.int32(black_max)
+    dsum = 0.0
+    dsq = 0.0
+    for b in range(bands.shape[0]):
+        r0 = bands[b, 0]
+        r1 = bands[b, 1]
+        first = r0 + (row_step - r0 % row_step) % row_step
+        for i in range(first, r1, row_step):
+            for s in range(bands[b, 2], bands[b, 3]):
+                if not segments[s, 2] & 1:
+                    continue
+                a = y[i, segments[s, 0] : segments[s, 1]]
+                rdsum = np.int32(0)
+                rdsq = np.int32(0)
+                for j in range(a.shape[0]):
+                    v = np.int32(a[j])
+                    dark = np.int32(v <= t)
+                    rdsum += v * dark
+                    rdsq += v * v * dark
+                dsum += rdsum
+                dsq += rdsq
+    out[BLACK_DARK_SUM] = dsum
+    out[BLACK_DARK_SUMSQ] = dsq

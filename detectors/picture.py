@@ -13,7 +13,7 @@ import numpy as np
 
 from detectors.black import BlackMeasurement, BlackSettings, black_level, judge_black
 from detectors.freeze import FreezeJudge, FreezeMeasurement, FreezeSettings
-from detectors.kernels import N_STATS, luma_stats
+from detectors.kernels import BLACK_DARK, BLACK_PIXELS, N_STATS, dark_stats, luma_stats
 from detectors.regions import SegmentTable, segment_table
 
 ANALYSED_ROWS = 270
@@ -54,6 +54,7 @@ class PictureAnalyzer:
         self._freeze = FreezeJudge(freeze) if freeze else None
         self._reference: np.ndarray | None = None
         self._previous_dark = False
+        self._levels: dict[tuple[int, bool], int] = {}
 
     def _prepare(self, height: int, width: int) -> None:
         excluded = (
@@ -81,11 +82,17 @@ class PictureAnalyzer:
         assert table is not None
         first = self._reference is None
         reference = y if first else self._reference
-        level = black_level(self.black, bit_depth, full_range) if self.black else -1
-        luma_stats(y, reference, table.bands, table.segments, self._step, level, self._out)
+        level = self._black_level(bit_depth, full_range)
+        out = self._out
+        luma_stats(y, reference, table.bands, table.segments, self._step, level, out)
 
         black = None
         if self.black:
+            if (
+                self.black.dark_scene_check
+                and out[BLACK_DARK] >= self.black.picture_ratio * out[BLACK_PIXELS]
+            ):
+                dark_stats(y, table.bands, table.segments, self._step, level, out)
             black = judge_black(self.black, self._out, bit_depth, self._previous_dark)
             self._previous_dark = black.ratio >= self.black.picture_ratio
         freeze = None
@@ -98,6 +105,14 @@ class PictureAnalyzer:
         if move_reference:
             self._reference = y
         return PictureMeasurement(pts_s, black, freeze)
+
+    def _black_level(self, bit_depth: int, full_range: bool) -> int:
+        key = (bit_depth, full_range)
+        level = self._levels.get(key)
+        if level is None:
+            level = black_level(self.black, bit_depth, full_range) if self.black else -1
+            self._levels[key] = level
+        return level
 
     def reset(self) -> None:
         """Forget the reference picture (after a discontinuity)."""

@@ -138,10 +138,13 @@ class AlarmTracker:
             if not active:
                 self._begin_clearing(t_s)
         elif phase is Phase.CLEARING:
-            if active:
-                self.phase = Phase.RAISED
-            elif t_s - self._end_s >= self.rule.clear_after_s:
+            if t_s - self._end_s >= self.rule.clear_after_s:
+                # Absent from _end_s until t_s, however sparse the observations in between.
                 self._clear(self._end_s)
+                if active:
+                    self.observe(t_s, active, since_s, detail)
+            elif active:
+                self.phase = Phase.RAISED
 
     def finish(self, t_s: float, reason: str = "end_of_input") -> None:
         """The input ended at media time ``t_s``: settle whatever is open."""

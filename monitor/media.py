@@ -71,6 +71,7 @@ class Timeline:
 
     def __init__(self, time_base: Fraction, wrap_ticks: int | None) -> None:
         self.time_base = time_base
+        self.seconds_per_tick = float(time_base)  # float, not Fraction: this runs per frame
         self.wrap_ticks = wrap_ticks
         self._offset = 0
         self._last_raw: int | None = None
@@ -88,16 +89,21 @@ class Timeline:
                 elif step > self.wrap_ticks // 2:
                     self._offset -= self.wrap_ticks
             self._last_raw = pts
-            t = float((pts + self._offset) * self.time_base) - origin_s
+            t = (pts + self._offset) * self.seconds_per_tick - origin_s
         self._next_s = t + duration_s
         return t
 
 
-def luma_view(frame: av.VideoFrame) -> np.ndarray:
+_U8 = np.dtype(np.uint8)
+_U16 = np.dtype("<u2")
+
+
+def luma_view(frame: av.VideoFrame, bits: int | None = None) -> np.ndarray:
     """The Y plane of a planar YUV/gray frame as a read-only numpy view (no copy)."""
     plane = frame.planes[0]
-    bits = frame.format.components[0].bits
-    dtype: np.dtype = np.dtype(np.uint8) if bits <= 8 else np.dtype("<u2")
+    if bits is None:
+        bits = frame.format.components[0].bits
+    dtype = _U8 if bits <= 8 else _U16
     stride = plane.line_size // dtype.itemsize
     y = np.frombuffer(plane, dtype, count=stride * frame.height).reshape(frame.height, stride)
     y = y[:, : frame.width]
@@ -148,8 +154,10 @@ class MediaSource:
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 5.0,
         threads: int = 1,
+        audio_block_s: float = 0.2,
     ) -> None:
         self.url = url
+        self.audio_block_s = audio_block_s
         self.name = describe_source(url)
         self.report = DecodeReport()
         self._threads = threads
@@ -201,6 +209,9 @@ class MediaSource:
         self._timelines = {s.index: self._timeline(s) for s in self.streams}
         self._reformatter: av.video.reformatter.VideoReformatter | None = None
         self._resamplers: dict[int, av.AudioResampler] = {}
+        self._batches: dict[int, AudioBatch] = {}
+        self._formats: dict[str, PictureLayout] = {}
+        self._intervals: dict[int, float] = {}
 
     def _timeline(self, stream: av.stream.Stream) -> Timeline:
         wraps = stream.time_base == Fraction(1, 90000)
@@ -255,9 +266,9 @@ class MediaSource:
                 self.report.decode_errors += 1
                 continue
             for frame in frames:
-                item = self._convert(frame, packet.stream)
-                if item is not None:
-                    yield item
+                yield from self._convert(frame, packet.stream)
+        for batch in self._batches.values():
+            yield from batch.flush()
         self.report.truncated = self._truncation()
 
     def _truncation(self) -> str | None:
@@ -277,40 +288,51 @@ class MediaSource:
 
     def _convert(
         self, frame: av.frame.Frame, stream: av.stream.Stream
-    ) -> Picture | AudioChunk | None:
-        timeline = self._timelines[stream.index]
+    ) -> Iterator[Picture | AudioChunk]:
         if isinstance(frame, av.VideoFrame):
-            return self._picture(frame, stream, timeline)
-        if isinstance(frame, av.AudioFrame):
-            return self._audio(frame, stream, timeline)
-        return None
+            yield self._picture(frame, stream)
+        elif isinstance(frame, av.AudioFrame) and frame.samples and frame.sample_rate:
+            yield from self._audio(frame, stream)
 
-    def _picture(
-        self, frame: av.VideoFrame, stream: av.stream.Stream, timeline: Timeline
-    ) -> Picture:
-        rate = stream.average_rate or stream.guessed_rate
-        if frame.duration and frame.time_base:
-            duration_s = float(frame.duration * frame.time_base)
+    def _picture(self, frame: av.VideoFrame, stream: av.stream.Stream) -> Picture:
+        timeline = self._timelines[stream.index]
+        if frame.duration:
+            duration_s = frame.duration * timeline.seconds_per_tick
         else:
-            duration_s = 1.0 / float(rate) if rate else 0.04
+            duration_s = self._frame_interval_s(stream)
         pts_s = timeline.seconds(frame.pts, duration_s, self._origin(frame))
-        if not has_luma_plane(frame.format):
-            # Packed or RGB formats have no luma plane to view: convert, and say it is slow.
+        name = frame.format.name
+        layout = self._formats.get(name)
+        if layout is None:
+            layout = self._formats[name] = PictureLayout.of(frame.format)
+            if not layout.has_luma_plane:
+                self.report.warnings.append(
+                    f"video format {name} has no luma plane: converting (slower)"
+                )
+        if not layout.has_luma_plane:
             if self._reformatter is None:
                 self._reformatter = av.video.reformatter.VideoReformatter()
-                self.report.warnings.append(
-                    f"video format {frame.format.name} has no luma plane: converting (slower)"
-                )
             frame = self._reformatter.reformat(frame, format="yuv420p")
-        full_range = frame.format.name.startswith("yuvj") or int(frame.color_range) == 2
-        bits = frame.format.components[0].bits
-        return Picture(luma_view(frame), pts_s, duration_s, bits, full_range, frame.key_frame)
+            layout = PictureLayout.of(frame.format)
+        full_range = layout.full_range or frame.color_range == 2
+        return Picture(
+            luma_view(frame, layout.bits),
+            pts_s,
+            duration_s,
+            layout.bits,
+            full_range,
+            frame.key_frame,
+        )
 
-    def _audio(
-        self, frame: av.AudioFrame, stream: av.stream.Stream, timeline: Timeline
-    ) -> AudioChunk | None:
-        if frame.samples == 0 or not frame.sample_rate:
-            return None
+    def _frame_interval_s(self, stream: av.stream.Stream) -> float:
+        interval = self._intervals.get(stream.index)
+        if interval is None:
+            rate = stream.average_rate or stream.guessed_rate
+            interval = self._intervals[stream.index] = 1.0 / float(rate) if rate else 0.04
+        return interval
+
+    def _audio(self, frame: av.AudioFrame, stream: av.stream.Stream) -> Iterator[AudioChunk]:
+        timeline = self._timelines[stream.index]
         duration_s = frame.samples / frame.sample_rate
         pts_s = timeline.seconds(frame.pts, duration_s, self._origin(frame))
         if frame.format.name == "fltp":
@@ -324,9 +346,72 @@ class MediaSource:
                 self._resamplers[stream.index] = resampler
             converted = resampler.resample(frame)
             if not converted:
-                return None
+                return
             samples = np.concatenate([f.to_ndarray() for f in converted], axis=1)
-        return AudioChunk(self._audio_index[stream.index], samples, pts_s, frame.sample_rate)
+        batch = self._batches.get(stream.index)
+        if batch is None:
+            batch = self._batches[stream.index] = AudioBatch(
+                self._audio_index[stream.index], self.audio_block_s
+            )
+        yield from batch.add(samples, pts_s, frame.sample_rate)
+
+
+@dataclass(frozen=True)
+class PictureLayout:
+    """What a pixel format means for the luma view, worked out once per format."""
+
+    has_luma_plane: bool
+    bits: int
+    full_range: bool  # yuvj* formats are full range whatever the frame says
+
+    @classmethod
+    def of(cls, fmt: av.VideoFormat) -> PictureLayout:
+        return cls(has_luma_plane(fmt), fmt.components[0].bits, fmt.name.startswith("yuvj"))
+
+
+class AudioBatch:
+    """Gathers consecutive decoded audio frames of one stream into blocks of about block_s.
+
+    Detectors then run a few times a second instead of once per codec frame (47 per second
+    for AAC at 48 kHz); the Python around each call cost more than the measurement itself.
+    A gap or overlap in the timestamps, or a change of rate or channel count, closes a block.
+    """
+
+    TOLERANCE_S = 0.002  # rounding of audio PTS to 90 kHz ticks is far below this
+
+    def __init__(self, stream: int, block_s: float) -> None:
+        self.stream = stream
+        self.block_s = block_s
+        self._parts: list[np.ndarray] = []
+        self._start_s = 0.0
+        self._next_s = 0.0
+        self._samples = 0
+        self._rate = 0
+        self._channels = 0
+
+    def add(self, samples: np.ndarray, pts_s: float, rate: int) -> Iterator[AudioChunk]:
+        if self._parts and (
+            rate != self._rate
+            or samples.shape[0] != self._channels
+            or abs(pts_s - self._next_s) > self.TOLERANCE_S
+        ):
+            yield from self.flush()
+        if not self._parts:
+            self._start_s, self._rate, self._channels = pts_s, rate, samples.shape[0]
+        self._parts.append(samples)
+        self._samples += samples.shape[1]
+        self._next_s = pts_s + samples.shape[1] / rate
+        if self._samples >= self.block_s * rate:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[AudioChunk]:
+        if not self._parts:
+            return
+        parts = self._parts
+        samples = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        self._parts = []
+        self._samples = 0
+        yield AudioChunk(self.stream, samples, self._start_s, self._rate)
 
 
 def ffmpeg_reason(exc: av.error.FFmpegError) -> str:

@@ -93,14 +93,16 @@ class ChannelPipeline:
         is_black = False
         if self.black is not None and m.black is not None:
             is_black = m.black.black
-            detail = {"ratio": round(m.black.ratio, 4), "mean_luma": round(m.black.mean_cv, 1)}
+            detail = None  # built only when it can be kept: this runs for every picture
+            if is_black:
+                detail = {"ratio": round(m.black.ratio, 4), "mean_luma": round(m.black.mean_cv, 1)}
             self.black.observe(m.pts_s, is_black, detail=detail)
         if self.freeze is not None and m.freeze is not None:
             # A black picture is reported as black, not also as a freeze.
             frozen = m.freeze.frozen and not is_black
             if m.freeze.ended_s is not None:
                 self.freeze.observe(m.freeze.ended_s, False)
-            detail = {"difference": round(m.freeze.difference, 6)}
+            detail = {"difference": round(m.freeze.difference, 6)} if frozen else None
             self.freeze.observe(m.pts_s, frozen, since_s=m.freeze.since_s, detail=detail)
 
     def _audio(self, chunk: AudioChunk) -> None:

@@ -126,3 +126,19 @@ def test_raise_and_clear_share_an_id_and_follow_the_event_contract():
 def test_severity_comes_from_the_rule():
     _, _, events = track(frames(0, 3, True), rule=AlarmRule(raise_after_s=1, severity="critical"))
     assert events[0].severity == "critical"
+
+
+def test_sparse_observations_clear_when_the_absence_lasted_long_enough():
+    # Detectors that report only changes: absent at 3.0, present again at 4.2 (> clear_after).
+    got, _, _ = track([(0.0, True), (3.0, False), (4.2, True), (7.0, True), (8.0, False)], end_s=9)
+    assert got == [
+        ("raised", 0.0, None),
+        ("cleared", 0.0, 3.0),
+        ("raised", 4.2, None),
+        ("cleared", 4.2, 8.0),
+    ]
+
+
+def test_sparse_observations_within_clear_after_keep_one_alarm():
+    got, _, _ = track([(0.0, True), (3.0, False), (3.8, True), (7.0, True), (8.0, False)], end_s=9)
+    assert got == [("raised", 0.0, None), ("cleared", 0.0, 8.0)]

@@ -16,8 +16,14 @@ from detectors.freeze import FreezeJudge, FreezeMeasurement, FreezeSettings
 from detectors.kernels import BLACK_DARK, BLACK_PIXELS, N_STATS, dark_stats, luma_stats
 from detectors.regions import SegmentTable, segment_table
 
-ANALYSED_ROWS = 270
-"""Auto row decimation analyses about this many rows: every 4th at 1080, 2nd at 720, all at 360."""
+ANALYSED_ROWS = 135
+"""Auto row decimation analyses about this many rows: every 8th at 1080, 5th at 720, 2nd at 360.
+
+Motion must touch an analysed row to count, so at 1080p anything 8 rows tall (0.75 % of the
+picture height) is seen; tickers, faces and logos are far taller. Every 8th row halved the
+kernel's in-situ cost at 1080p (5.2 -> 2.4 ms per media second) against every 4th; black
+ratios over 135 x 1920 samples are exact to well under a percent. ``row_step: 1`` analyses
+every row."""
 
 
 def auto_row_step(height: int) -> int:

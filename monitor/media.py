@@ -336,7 +336,9 @@ class MediaSource:
         duration_s = frame.samples / frame.sample_rate
         pts_s = timeline.seconds(frame.pts, duration_s, self._origin(frame))
         if frame.format.name == "fltp":
-            samples = frame.to_ndarray()
+            # Views of the planes (no copy); AudioBatch copies them once into its block.
+            n = frame.samples
+            samples = [np.frombuffer(plane, np.float32, count=n) for plane in frame.planes]
         else:
             resampler = self._resamplers.get(stream.index)
             if resampler is None:
@@ -347,7 +349,7 @@ class MediaSource:
             converted = resampler.resample(frame)
             if not converted:
                 return
-            samples = np.concatenate([f.to_ndarray() for f in converted], axis=1)
+            samples = list(np.concatenate([f.to_ndarray() for f in converted], axis=1))
         batch = self._batches.get(stream.index)
         if batch is None:
             batch = self._batches[stream.index] = AudioBatch(
@@ -382,36 +384,43 @@ class AudioBatch:
     def __init__(self, stream: int, block_s: float) -> None:
         self.stream = stream
         self.block_s = block_s
-        self._parts: list[np.ndarray] = []
+        self._parts: list[list[np.ndarray]] = []
         self._start_s = 0.0
         self._next_s = 0.0
         self._samples = 0
         self._rate = 0
         self._channels = 0
 
-    def add(self, samples: np.ndarray, pts_s: float, rate: int) -> Iterator[AudioChunk]:
+    def add(self, planes: list[np.ndarray], pts_s: float, rate: int) -> Iterator[AudioChunk]:
+        """Add one decoded frame, given as one float32 array per channel."""
+        n = len(planes[0])
         if self._parts and (
             rate != self._rate
-            or samples.shape[0] != self._channels
+            or len(planes) != self._channels
             or abs(pts_s - self._next_s) > self.TOLERANCE_S
         ):
             yield from self.flush()
         if not self._parts:
-            self._start_s, self._rate, self._channels = pts_s, rate, samples.shape[0]
-        self._parts.append(samples)
-        self._samples += samples.shape[1]
-        self._next_s = pts_s + samples.shape[1] / rate
+            self._start_s, self._rate, self._channels = pts_s, rate, len(planes)
+        self._parts.append(planes)
+        self._samples += n
+        self._next_s = pts_s + n / rate
         if self._samples >= self.block_s * rate:
             yield from self.flush()
 
     def flush(self) -> Iterator[AudioChunk]:
         if not self._parts:
             return
-        parts = self._parts
-        samples = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        block = np.empty((self._channels, self._samples), dtype=np.float32)
+        offset = 0
+        for planes in self._parts:
+            n = len(planes[0])
+            for channel, plane in enumerate(planes):
+                block[channel, offset : offset + n] = plane
+            offset += n
         self._parts = []
         self._samples = 0
-        yield AudioChunk(self.stream, samples, self._start_s, self._rate)
+        yield AudioChunk(self.stream, block, self._start_s, self._rate)
 
 
 def ffmpeg_reason(exc: av.error.FFmpegError) -> str:

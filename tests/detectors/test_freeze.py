@@ -102,3 +102,23 @@ def test_large_change_on_a_keyframe_is_a_cut_not_a_refresh():
     results = run(frames, keyframes={3})[1:]
     assert [m.frozen for m in results] == [False, True, False, True]
     assert results[-1].since_s == 3 * 0.04
+
+
+def test_thin_ticker_at_1080p_is_motion_with_auto_row_decimation_as_with_every_row():
+    # The auto row step at 1080p analyses every 8th row: a band 8 rows tall always touches
+    # one, wherever it is, and the decimated verdict is the full-resolution verdict.
+    rng = np.random.default_rng(3)
+    still = rng.integers(40, 220, size=(1080, 1920), dtype=np.uint8)
+    text = rng.integers(0, 255, size=(8, 4000), dtype=np.uint8)
+    frames = []
+    for i in range(6):
+        y = still.copy()
+        y[501:509, :] = text[:, 20 * i : 20 * i + 1920]  # scrolls 20 px per picture
+        frames.append(y)
+
+    def verdicts(row_step):
+        analyzer = PictureAnalyzer(None, DEFAULTS, row_step=row_step)
+        results = [analyzer.update(y, i * 0.04).freeze for i, y in enumerate(frames)]
+        return [m.frozen for m in results[1:]]
+
+    assert verdicts(None) == verdicts(1) == [False] * 5

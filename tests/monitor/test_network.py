@@ -29,7 +29,7 @@ def http_server(tmp_path):
 
 def test_file_over_http_gives_the_same_alarms_as_the_file(media, streamqc, http_server):
     base, folder = http_server
-    spec = MediaSpec(duration_s=8.0, black=(Span(2.0, 5.0),), silence=(Span(5.5, 7.5),))
+    spec = MediaSpec(duration_s=9.0, black=(Span(2.0, 5.0),), silence=(Span(5.5, 8.5),))
     (folder / "feed.ts").write_bytes(media(spec).read_bytes())
     over_http = streamqc("analyze", f"{base}/feed.ts")
     from_file = streamqc("analyze", str(media(spec)))

@@ -21,15 +21,8 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from annotated_types import Ge, Interval
+from numba import njit
 
-from detectors.kernels import (
-    BLACK_DARK,
-    BLACK_DARK_SUM,
-    BLACK_DARK_SUMSQ,
-    BLACK_PIXELS,
-    BLACK_SAD,
-    BLACK_SUM,
-)
 from detectors.regions import Region
 
 
@@ -68,30 +61,32 @@ def black_level(settings: BlackSettings, bit_depth: int, full_range: bool) -> in
     return int(16 * scale + settings.pixel_threshold * (235 - 16) * scale)
 
 
-def judge_black(
-    settings: BlackSettings, stats, bit_depth: int, previous_dark: bool = True
-) -> BlackMeasurement:
-    """Turn luma_stats accumulators into a verdict. ``stats`` is the kernel's out vector.
+@njit(cache=True, nogil=True, fastmath=True)
+def black_verdict(
+    pixels,
+    dark,
+    dark_sum,
+    dark_sumsq,
+    sad,
+    picture_ratio,
+    dark_scene_check,
+    texture_max,
+    motion_max,
+    previous_dark,
+):  # pragma: no cover - jitted
+    """(black, dark pixels' std-dev) from luma_stats/dark_stats sums, all in raw code values.
 
     Motion only tells a dark scene from black between two dark pictures: a cut from a bright
     picture to black differs a lot from its predecessor and is black from its first picture.
     """
-    to_cv = 1.0 / (1 << (bit_depth - 8))
-    n = stats[BLACK_PIXELS]
-    if n <= 0:
-        return BlackMeasurement(False, 0.0, 0.0, 0.0, 0.0)
-    dark = stats[BLACK_DARK]
-    ratio = dark / n
-    mean_cv = stats[BLACK_SUM] / n * to_cv
-    motion_cv = stats[BLACK_SAD] / n * to_cv
+    if pixels <= 0:
+        return False, 0.0
+    stddev = 0.0
     if dark > 0:
-        m = stats[BLACK_DARK_SUM] / dark
-        var = max(stats[BLACK_DARK_SUMSQ] / dark - m * m, 0.0)
-        stddev_cv = math.sqrt(var) * to_cv
-    else:
-        stddev_cv = 0.0
-    black = ratio >= settings.picture_ratio
-    if black and settings.dark_scene_check:
-        still = motion_cv <= settings.dark_motion_cv or not previous_dark
-        black = stddev_cv <= settings.dark_texture_cv and still
-    return BlackMeasurement(bool(black), float(ratio), float(mean_cv), stddev_cv, float(motion_cv))
+        mean = dark_sum / dark
+        stddev = math.sqrt(max(dark_sumsq / dark - mean * mean, 0.0))
+    black = dark >= picture_ratio * pixels
+    if black and dark_scene_check:
+        still = sad / pixels <= motion_max or not previous_dark
+        black = stddev <= texture_max and still
+    return black, stddev

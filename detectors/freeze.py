@@ -23,12 +23,13 @@ Differences from FFmpeg:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Annotated
 
 from annotated_types import Interval
+from numba import njit
 
-from detectors.kernels import FREEZE_PIXELS, FREEZE_SAD
 from detectors.regions import Region
 
 
@@ -52,40 +53,43 @@ class FreezeMeasurement:
     ended_s: float | None = None  # a provisional continuation failed: the still ended here
 
 
-class FreezeJudge:
-    """Decides, picture by picture, whether the picture is still and where the still began."""
+# Layout of the freeze state vector carried between pictures.
+IN_STILL = 0  # 1 when the previous picture was frozen
+REFRESH_PENDING = 1  # 1 when a keyframe continued the still provisionally
+SINCE_S = 2  # media time of the first picture of the still
+REFRESH_S = 3  # media time of that keyframe
+N_STATE = 4
 
-    def __init__(self, settings: FreezeSettings) -> None:
-        self.settings = settings
-        self._noise = 10.0 ** (settings.noise_db / 20.0)
-        self._keyframe_tolerance = 10.0 ** (settings.keyframe_tolerance_db / 20.0)
-        self._since_s = 0.0
-        self._in_still = False  # the previous picture was frozen
-        self._refresh_s: float | None = None  # a keyframe continued the still provisionally
 
-    def start(self, pts_s: float) -> None:
-        """A new reference picture with no history (first picture, or after a reset)."""
-        self._since_s = pts_s
-        self._in_still = False
-        self._refresh_s = None
+@njit(cache=True, nogil=True)
+def freeze_start(state, pts_s):  # pragma: no cover - jitted
+    """A new reference picture with no history (first picture, or after a reset)."""
+    state[IN_STILL] = 0.0
+    state[REFRESH_PENDING] = 0.0
+    state[SINCE_S] = pts_s
+    state[REFRESH_S] = 0.0
 
-    def judge(
-        self, stats, bit_depth: int, pts_s: float, keyframe: bool
-    ) -> tuple[FreezeMeasurement, bool]:
-        """Verdict for the picture at ``pts_s``; the bool says: make it the new reference."""
-        n = stats[FREEZE_PIXELS]
-        difference = float(stats[FREEZE_SAD] / n / (1 << bit_depth)) if n > 0 else 0.0
-        if difference <= self._noise:
-            self._in_still = True
-            self._refresh_s = None
-            return FreezeMeasurement(True, difference, self._since_s), False
-        if self._refresh_s is not None:
-            # The keyframe was not a refresh of the still: the still ended there.
-            ended = self._refresh_s
-            self.start(pts_s)
-            return FreezeMeasurement(False, difference, pts_s, ended_s=ended), True
-        if self._in_still and keyframe and difference <= self._keyframe_tolerance:
-            self._refresh_s = pts_s
-            return FreezeMeasurement(True, difference, self._since_s), True
-        self.start(pts_s)
-        return FreezeMeasurement(False, difference, pts_s), True
+
+@njit(cache=True, nogil=True)
+def freeze_verdict(
+    difference, noise, keyframe_tolerance, keyframe, pts_s, state
+):  # pragma: no cover
+    """(frozen, since_s, ended_s or NaN, move the reference here) for the picture at pts_s.
+
+    ``difference`` is the mean abs luma difference against the reference, re full scale.
+    """
+    if difference <= noise:
+        state[IN_STILL] = 1.0
+        state[REFRESH_PENDING] = 0.0
+        return True, state[SINCE_S], math.nan, False
+    if state[REFRESH_PENDING] > 0.0:
+        # The keyframe was not a refresh of the still: the still ended there.
+        ended = state[REFRESH_S]
+        freeze_start(state, pts_s)
+        return False, pts_s, ended, True
+    if state[IN_STILL] > 0.0 and keyframe and difference <= keyframe_tolerance:
+        state[REFRESH_PENDING] = 1.0
+        state[REFRESH_S] = pts_s
+        return True, state[SINCE_S], math.nan, True
+    freeze_start(state, pts_s)
+    return False, pts_s, math.nan, True

@@ -90,20 +90,22 @@ class ChannelPipeline:
         end = picture.pts_s + picture.duration_s
         self.video_end_s = max(self.video_end_s, end)
         self.media_end_s = max(self.media_end_s, end)
-        is_black = False
-        if self.black is not None and m.black is not None:
-            is_black = m.black.black
+        is_black = m.is_black
+        if self.black is not None:
             detail = None  # built only when it can be kept: this runs for every picture
             if is_black:
-                detail = {"ratio": round(m.black.ratio, 4), "mean_luma": round(m.black.mean_cv, 1)}
+                b = m.black
+                assert b is not None
+                detail = {"ratio": round(b.ratio, 4), "mean_luma": round(b.mean_cv, 1)}
             self.black.observe(m.pts_s, is_black, detail=detail)
-        if self.freeze is not None and m.freeze is not None:
+        freeze = m.freeze if self.freeze is not None else None
+        if self.freeze is not None and freeze is not None:
             # A black picture is reported as black, not also as a freeze.
-            frozen = m.freeze.frozen and not is_black
-            if m.freeze.ended_s is not None:
-                self.freeze.observe(m.freeze.ended_s, False)
-            detail = {"difference": round(m.freeze.difference, 6)} if frozen else None
-            self.freeze.observe(m.pts_s, frozen, since_s=m.freeze.since_s, detail=detail)
+            frozen = freeze.frozen and not is_black
+            if freeze.ended_s is not None:
+                self.freeze.observe(freeze.ended_s, False)
+            detail = {"difference": round(freeze.difference, 6)} if frozen else None
+            self.freeze.observe(m.pts_s, frozen, since_s=freeze.since_s, detail=detail)
 
     def _audio(self, chunk: AudioChunk) -> None:
         end = chunk.pts_s + chunk.duration_s

@@ -19,7 +19,6 @@ class AnalysisSummary:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     pictures: int = 0
-    audio_chunks: int = 0
     events: list[AlarmEvent] = field(default_factory=list)
     report: DecodeReport = field(default_factory=DecodeReport)
     stopped_at_duration: bool = False
@@ -70,11 +69,8 @@ def analyze(
                 summary.stopped_at_duration = True
                 break
             pipeline.process(item)
-            if item.__class__.__name__ == "Picture":
-                summary.pictures += 1
-            else:
-                summary.audio_chunks += 1
         pipeline.finish()
+        summary.pictures = pipeline.picture_count
         summary.media_s = pipeline.media_end_s
     summary.wall_s = time.perf_counter() - wall0
     summary.cpu_s = time.process_time() - cpu0

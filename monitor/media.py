@@ -210,6 +210,7 @@ class MediaSource:
         self._reformatter: av.video.reformatter.VideoReformatter | None = None
         self._resamplers: dict[int, av.AudioResampler] = {}
         self._batches: dict[int, AudioBatch] = {}
+        self._spilled: list[AudioChunk] = []
         self._formats: dict[str, PictureLayout] = {}
         self._intervals: dict[int, float] = {}
 
@@ -265,10 +266,21 @@ class MediaSource:
             except av.error.FFmpegError:
                 self.report.decode_errors += 1
                 continue
+            stream = packet.stream
             for frame in frames:
-                yield from self._convert(frame, packet.stream)
+                # Plain branches, no generator per frame: this loop runs ~70 times a second.
+                if type(frame) is av.VideoFrame:
+                    yield self._picture(frame, stream)
+                elif frame.samples and frame.sample_rate:
+                    chunk = self._audio(frame, stream)
+                    if chunk is not None:
+                        yield chunk
+                    if self._spilled:
+                        yield self._spilled.pop()
         for batch in self._batches.values():
-            yield from batch.flush()
+            chunk = batch.flush()
+            if chunk is not None:
+                yield chunk
         self.report.truncated = self._truncation()
 
     def _truncation(self) -> str | None:
@@ -285,14 +297,6 @@ class MediaSource:
             # No container start time (raw streams): the first timestamp seen is the origin.
             self.origin_s = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
         return self.origin_s
-
-    def _convert(
-        self, frame: av.frame.Frame, stream: av.stream.Stream
-    ) -> Iterator[Picture | AudioChunk]:
-        if isinstance(frame, av.VideoFrame):
-            yield self._picture(frame, stream)
-        elif isinstance(frame, av.AudioFrame) and frame.samples and frame.sample_rate:
-            yield from self._audio(frame, stream)
 
     def _picture(self, frame: av.VideoFrame, stream: av.stream.Stream) -> Picture:
         timeline = self._timelines[stream.index]
@@ -331,7 +335,8 @@ class MediaSource:
             interval = self._intervals[stream.index] = 1.0 / float(rate) if rate else 0.04
         return interval
 
-    def _audio(self, frame: av.AudioFrame, stream: av.stream.Stream) -> Iterator[AudioChunk]:
+    def _audio(self, frame: av.AudioFrame, stream: av.stream.Stream) -> AudioChunk | None:
+        """Add a decoded frame to its stream's block; returns the block once it is full."""
         timeline = self._timelines[stream.index]
         duration_s = frame.samples / frame.sample_rate
         pts_s = timeline.seconds(frame.pts, duration_s, self._origin(frame))
@@ -348,14 +353,21 @@ class MediaSource:
                 self._resamplers[stream.index] = resampler
             converted = resampler.resample(frame)
             if not converted:
-                return
+                return None
             samples = list(np.concatenate([f.to_ndarray() for f in converted], axis=1))
         batch = self._batches.get(stream.index)
         if batch is None:
             batch = self._batches[stream.index] = AudioBatch(
                 self._audio_index[stream.index], self.audio_block_s
             )
-        yield from batch.add(samples, pts_s, frame.sample_rate)
+        closed = batch.close_if_discontinuous(len(samples), pts_s, frame.sample_rate)
+        full = batch.add(samples, pts_s, frame.sample_rate)
+        if closed is not None:
+            # Two blocks at once (a discontinuity, then a full block): hand out the older first.
+            if full is not None:
+                self._spilled.append(full)
+            return closed
+        return full
 
 
 @dataclass(frozen=True)
@@ -391,26 +403,31 @@ class AudioBatch:
         self._rate = 0
         self._channels = 0
 
-    def add(self, planes: list[np.ndarray], pts_s: float, rate: int) -> Iterator[AudioChunk]:
-        """Add one decoded frame, given as one float32 array per channel."""
-        n = len(planes[0])
+    def close_if_discontinuous(self, channels: int, pts_s: float, rate: int) -> AudioChunk | None:
+        """Close the open block when the next frame does not continue it."""
         if self._parts and (
             rate != self._rate
-            or len(planes) != self._channels
+            or channels != self._channels
             or abs(pts_s - self._next_s) > self.TOLERANCE_S
         ):
-            yield from self.flush()
+            return self.flush()
+        return None
+
+    def add(self, planes: list[np.ndarray], pts_s: float, rate: int) -> AudioChunk | None:
+        """Add one decoded frame (one float32 array per channel); the block once it is full."""
+        n = len(planes[0])
         if not self._parts:
             self._start_s, self._rate, self._channels = pts_s, rate, len(planes)
         self._parts.append(planes)
         self._samples += n
         self._next_s = pts_s + n / rate
         if self._samples >= self.block_s * rate:
-            yield from self.flush()
+            return self.flush()
+        return None
 
-    def flush(self) -> Iterator[AudioChunk]:
+    def flush(self) -> AudioChunk | None:
         if not self._parts:
-            return
+            return None
         block = np.empty((self._channels, self._samples), dtype=np.float32)
         offset = 0
         for planes in self._parts:
@@ -420,7 +437,7 @@ class AudioBatch:
             offset += n
         self._parts = []
         self._samples = 0
-        yield AudioChunk(self.stream, block, self._start_s, self._rate)
+        return AudioChunk(self.stream, block, self._start_s, self._rate)
 
 
 def ffmpeg_reason(exc: av.error.FFmpegError) -> str:

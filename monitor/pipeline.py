@@ -66,6 +66,7 @@ class ChannelPipeline:
                     "audio_missing", channel.audio_missing.rule
                 )
         self._has_video = has_video
+        self.picture_count = 0
 
     def _tracker(self, alarm: str, rule: Any, merge: Merge | None = None) -> AlarmTracker:
         tracker = AlarmTracker(alarm, rule, self.subject, self._emit, merge)
@@ -73,7 +74,8 @@ class ChannelPipeline:
         return tracker
 
     def process(self, item: Picture | AudioChunk) -> None:
-        if isinstance(item, Picture):
+        if type(item) is Picture:
+            self.picture_count += 1
             self._picture(item)
         else:
             self._audio(item)

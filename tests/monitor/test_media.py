@@ -97,3 +97,39 @@ def test_times_stay_right_across_the_33_bit_pts_wrap(media):
     (_, b0, b1), (_, s0, s1) = found
     assert b0 == pytest.approx(2.0, abs=0.04) and b1 == pytest.approx(6.0, abs=0.04)
     assert s0 == pytest.approx(5.0, abs=0.032) and s1 == pytest.approx(8.0, abs=0.032)
+
+
+def planes(n, value=0.5, channels=2):
+    return [np.full(n, value, dtype=np.float32) for _ in range(channels)]
+
+
+def test_audio_batch_gathers_frames_into_blocks_with_the_first_frames_time():
+    from monitor.media import AudioBatch
+
+    batch = AudioBatch(stream=0, block_s=0.05)
+    chunks = []
+    for i in range(6):  # 6 x 1024 samples at 48 kHz = 128 ms
+        pts = i * 1024 / 48000
+        assert batch.close_if_discontinuous(2, pts, 48000) is None
+        chunk = batch.add(planes(1024, value=i), pts, 48000)
+        if chunk is not None:
+            chunks.append(chunk)
+    tail = batch.flush()
+    assert [c.samples.shape for c in chunks] == [(2, 3072), (2, 3072)]
+    assert tail is None
+    assert chunks[1].pts_s == pytest.approx(3 * 1024 / 48000)
+    assert chunks[1].samples[0, 0] == 3.0 and chunks[1].samples[1, -1] == 5.0
+
+
+def test_audio_batch_closes_a_block_at_a_timestamp_gap_or_a_layout_change():
+    from monitor.media import AudioBatch
+
+    batch = AudioBatch(stream=1, block_s=1.0)
+    batch.add(planes(1024), 0.0, 48000)
+    assert batch.close_if_discontinuous(2, 1024 / 48000, 48000) is None  # contiguous
+    batch.add(planes(1024), 1024 / 48000, 48000)
+    closed = batch.close_if_discontinuous(2, 0.5, 48000)  # a 457 ms gap
+    assert closed is not None and closed.samples.shape == (2, 2048) and closed.pts_s == 0.0
+    batch.add(planes(1024), 0.5, 48000)
+    closed = batch.close_if_discontinuous(6, 0.5 + 1024 / 48000, 48000)  # stereo -> 5.1
+    assert closed is not None and closed.pts_s == 0.5 and closed.stream == 1

@@ -63,17 +63,17 @@ def black_level(settings: BlackSettings, bit_depth: int, full_range: bool) -> in
 
 @njit(cache=True, nogil=True, fastmath=True)
 def black_verdict(
-    pixels,
-    dark,
-    dark_sum,
-    dark_sumsq,
-    sad,
-    picture_ratio,
-    dark_scene_check,
-    texture_max,
-    motion_max,
-    previous_dark,
-):  # pragma: no cover - jitted
+    pixels: float,
+    dark: float,
+    dark_sum: float,
+    dark_sumsq: float,
+    sad: float,
+    picture_ratio: float,
+    dark_scene_check: bool,
+    texture_max: float,
+    motion_max: float,
+    previous_dark: bool,
+) -> tuple[bool, float]:  # pragma: no cover - jitted
     """(black, dark pixels' std-dev) from luma_stats/dark_stats sums, all in raw code values.
 
     Motion only tells a dark scene from black between two dark pictures: a cut from a bright

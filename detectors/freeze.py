@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated
 
+import numpy as np
 from annotated_types import Interval
 from numba import njit
 
@@ -62,7 +63,7 @@ N_STATE = 4
 
 
 @njit(cache=True, nogil=True)
-def freeze_start(state, pts_s):  # pragma: no cover - jitted
+def freeze_start(state: np.ndarray, pts_s: float) -> None:  # pragma: no cover - jitted
     """A new reference picture with no history (first picture, or after a reset)."""
     state[IN_STILL] = 0.0
     state[REFRESH_PENDING] = 0.0
@@ -72,8 +73,13 @@ def freeze_start(state, pts_s):  # pragma: no cover - jitted
 
 @njit(cache=True, nogil=True)
 def freeze_verdict(
-    difference, noise, keyframe_tolerance, keyframe, pts_s, state
-):  # pragma: no cover
+    difference: float,
+    noise: float,
+    keyframe_tolerance: float,
+    keyframe: bool,
+    pts_s: float,
+    state: np.ndarray,
+) -> tuple[bool, float, float, bool]:  # pragma: no cover - jitted
     """(frozen, since_s, ended_s or NaN, move the reference here) for the picture at pts_s.
 
     ``difference`` is the mean abs luma difference against the reference, re full scale.

@@ -27,7 +27,15 @@ FLAG_FREEZE = 2
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def luma_stats(y, ref, bands, segments, row_step, black_max, out):  # pragma: no cover - jitted
+def luma_stats(
+    y: np.ndarray,
+    ref: np.ndarray,
+    bands: np.ndarray,
+    segments: np.ndarray,
+    row_step: int,
+    black_max: int,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - jitted
     """Accumulate black and freeze statistics of luma plane ``y`` against ``ref`` into ``out``.
 
     y, ref: 2-D uint8 or uint16 luma planes of the same shape (views; padding is fine).
@@ -75,7 +83,14 @@ def luma_stats(y, ref, bands, segments, row_step, black_max, out):  # pragma: no
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def dark_stats(y, bands, segments, row_step, black_max, out):  # pragma: no cover - jitted
+def dark_stats(
+    y: np.ndarray,
+    bands: np.ndarray,
+    segments: np.ndarray,
+    row_step: int,
+    black_max: int,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - jitted
     """Add the sum and sum of squares of the black-counted dark pixels to ``out``.
 
     A second pass, run only on pictures luma_stats found mostly dark, for the texture test

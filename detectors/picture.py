@@ -70,8 +70,17 @@ N_WORK = 29
 
 @njit(cache=True, nogil=True, fastmath=False)
 def picture_step(
-    y, ref, bands, segments, row_step, level, first, keyframe, pts_s, work
-):  # pragma: no cover
+    y: np.ndarray,
+    ref: np.ndarray,
+    bands: np.ndarray,
+    segments: np.ndarray,
+    row_step: int,
+    level: int,
+    first: bool,
+    keyframe: bool,
+    pts_s: float,
+    work: np.ndarray,
+) -> bool:  # pragma: no cover - jitted
     """Measure one picture and judge it for black and freeze; True: make it the reference."""
     stats = work[STATS : STATS + N_STATS]
     luma_stats(y, ref, bands, segments, row_step, level, stats)
@@ -224,10 +233,12 @@ class PictureAnalyzer:
         assert table is not None
         reference = self._reference
         first = reference is None
+        if reference is None:
+            reference = y  # no history: compared with itself, and judged as a first picture
         work = self._work
         move = picture_step(
             y,
-            y if first else reference,
+            reference,
             table.bands,
             table.segments,
             self._step,

@@ -43,7 +43,9 @@ class SilenceObservation:
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def block_levels(x, block, carry, out_sq, out_peak):  # pragma: no cover - jitted
+def block_levels(
+    x: np.ndarray, block: int, carry: np.ndarray, out_sq: np.ndarray, out_peak: np.ndarray
+) -> int:  # pragma: no cover - jitted
     """Mean square and peak of every complete block of ``x`` (channels, samples), per channel.
 
     carry (channels, 3) float64 holds the partial block between calls: sum of squares, peak,
@@ -55,7 +57,7 @@ def block_levels(x, block, carry, out_sq, out_peak):  # pragma: no cover - jitte
         row = x[ch]
         sq = carry[ch, 0]
         peak = carry[ch, 1]
-        m = np.int64(carry[ch, 2])
+        m = int(carry[ch, 2])
         k = 0
         i = 0
         while i < n:

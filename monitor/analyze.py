@@ -57,7 +57,6 @@ def analyze(
             channel,
             input_name,
             emit_and_keep,
-            has_video=media.video_stream is not None,
             audio_streams=[s for s in summary.streams if s.kind == "audio"],
         )
         if media.video_stream is None:

@@ -29,7 +29,6 @@ class ChannelPipeline:
         input_name: str,
         emit: Emit,
         *,
-        has_video: bool,
         audio_streams: list[StreamInfo],
         rendition: str | None = None,
     ) -> None:
@@ -65,7 +64,6 @@ class ChannelPipeline:
                 self.audio_missing[stream] = self._tracker(
                     "audio_missing", channel.audio_missing.rule
                 )
-        self._has_video = has_video
         self.picture_count = 0
 
     def _tracker(self, alarm: str, rule: Any, merge: Merge | None = None) -> AlarmTracker:

@@ -183,6 +183,14 @@ def test_garbage_bytes_are_not_media(streamqc, tmp_path):
     assert "garbage.ts: not a media file" in run.stderr
 
 
+def test_source_without_video_or_audio_is_unusable(streamqc, tmp_path):
+    subtitles = tmp_path / "captions.srt"
+    subtitles.write_text("1\n00:00:01,000 --> 00:00:02,000\nhello\n")
+    run = streamqc("analyze", str(subtitles))
+    assert run.code == 1 and run.stderr.strip().count("\n") == 0
+    assert "captions.srt: no video and no audio stream" in run.stderr
+
+
 def test_directory_is_not_media(streamqc, tmp_path):
     run = streamqc("analyze", str(tmp_path))
     assert run.code == 1 and "is a directory" in run.stderr

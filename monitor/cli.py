@@ -18,6 +18,7 @@ from monitor.alarms import AlarmEvent
 from monitor.analyze import AnalysisSummary, analyze
 from monitor.config import Config, default_channel, load_config, parse_duration
 from monitor.errors import ConfigError, InputError, StreamqcError
+from monitor.live import LiveSession, LiveSummary, is_live_url
 
 EXIT_INPUT = 1
 EXIT_CONFIG = 2
@@ -129,6 +130,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     configured = channel.inputs.get(args.input)
     # The source named on the command line, with the configured input's timeouts.
     source = replace(configured, url=args.source) if configured else None
+    if is_live_url(args.source):
+        session = LiveSession(
+            args.source, channel, emit, input_name=args.input, source=source, duration_s=duration_s
+        )
+        session.notice = warn
+        live = session.run()
+        if not args.quiet:
+            print_live_summary(live)
+        return 0
     summary = analyze(
         args.source,
         channel,
@@ -175,6 +185,15 @@ def print_summary(s: AnalysisSummary) -> None:
         warn(f"{s.source} {r.truncated}: truncated; analysed the {s.media_s:.2f} s it holds")
     if r.read_error:
         warn(f"reading stopped early at {s.media_s:.2f} s: {r.read_error}")
+
+
+def print_live_summary(s: LiveSummary) -> None:
+    streams = "; ".join(info.description for info in s.streams) or "no decodable stream"
+    print(
+        f"streamqc: {s.source} ({streams}): monitored {s.media_s:.1f} s, {s.pictures} pictures, "
+        f"{s.bytes_in} bytes, {s.restarts} decoder restarts",
+        file=sys.stderr,
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -73,6 +73,8 @@ class InputConfig:
     """A URL (file, http, https, udp, rtp, srt, tcp) or a file path."""
     open_timeout_s: float = 10.0
     read_timeout_s: float = 5.0
+    watchdog_s: float = 10.0
+    """A live input whose decoded media time stops advancing this long is restarted."""
 
 
 def _default(settings: S, **rule: object) -> DetectorConfig[S]:
@@ -96,8 +98,18 @@ class ChannelConfig:
     video_missing: DetectorConfig[Presence] = field(
         default_factory=lambda: _default(Presence(), severity="critical")
     )
+    input_loss: DetectorConfig[Presence] = field(
+        default_factory=lambda: _default(
+            Presence(), raise_after_s=1.0, clear_after_s=0.0, severity="critical"
+        )
+    )
+    """No media arriving from a live input: raised after raise_after, cleared when it flows."""
+    transport: DetectorConfig[Presence] = field(
+        default_factory=lambda: _default(Presence(), raise_after_s=0.0, clear_after_s=2.0)
+    )
+    """The one rule of every transport alarm: tr101290_*, srt_*, hls_*, rendition_missing."""
     row_step: int | None = None
-    """Analyse every n-th picture row; None picks about 270 rows whatever the size."""
+    """Analyse every n-th picture row; None picks about 135 rows whatever the size."""
 
 
 @dataclass(frozen=True)
@@ -323,6 +335,7 @@ class _Input(_Section):
     url: Url
     open_timeout_s: Duration = Field(InputConfig.open_timeout_s, alias="open_timeout")
     read_timeout_s: Duration = Field(InputConfig.read_timeout_s, alias="read_timeout")
+    watchdog_s: Duration = Field(InputConfig.watchdog_s, alias="watchdog")
 
 
 class _Inputs(_Section):

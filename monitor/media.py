@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import av
 import av.error
@@ -28,6 +29,12 @@ MPEG_WRAP_TICKS = 1 << 33
 """PTS/DTS of MPEG-TS/PS are 33-bit counters at 90 kHz: they wrap every 26.5 hours."""
 
 PROBE_OPTIONS = {"probesize": "1000000", "analyzeduration": "2000000"}
+LIVE_PROBE = {"probesize": "262144", "analyzeduration": "1000000"}
+"""Live MPEG-TS: a small probe finds H.264/AAC parameters within a second of arrival."""
+
+
+class BinaryReader(Protocol):
+    def read(self, n: int = -1) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,12 +162,22 @@ class MediaSource:
         read_timeout_s: float = 5.0,
         threads: int = 1,
         audio_block_s: float = 0.2,
+        fileobj: BinaryReader | None = None,
+        format: str | None = None,
+        timeline_start_s: float | None = None,
     ) -> None:
+        """``fileobj``: read the media from this object (a BytePipe) instead of opening ``url``,
+        which then only names the source. ``timeline_start_s``: the media time the first
+        decoded frame gets (a live input continuing its timeline after a reconnect); by
+        default times count from the container's start."""
         self.url = url
         self.audio_block_s = audio_block_s
         self.name = describe_source(url)
         self.report = DecodeReport()
         self._threads = threads
+        self._fileobj = fileobj
+        self._format = format
+        self._timeline_start_s = timeline_start_s
         self._container = self._open(open_timeout_s, read_timeout_s)
         try:
             self._select_streams()
@@ -169,6 +186,15 @@ class MediaSource:
             raise
 
     def _open(self, open_timeout_s: float, read_timeout_s: float) -> av.container.InputContainer:
+        if self._fileobj is not None:
+            try:
+                return av.open(
+                    self._fileobj, mode="r", format=self._format, options=dict(LIVE_PROBE)
+                )
+            except av.error.FFmpegError as exc:
+                raise InputError(
+                    f"{self.name}: no decodable stream: {ffmpeg_reason(exc)}"
+                ) from None
         if "://" not in self.url:
             path = Path(self.url)
             if not path.exists():
@@ -206,6 +232,8 @@ class MediaSource:
         self._audio_index = {s.index: i for i, s in enumerate(self.audio_streams)}
         start = c.start_time
         self.origin_s = start / av.time_base if start is not None else None
+        if self._timeline_start_s is not None:
+            self.origin_s = None  # set from the first frame, so that it lands at timeline_start_s
         self._timelines = {s.index: self._timeline(s) for s in self.streams}
         self._reformatter: av.video.reformatter.VideoReformatter | None = None
         self._resamplers: dict[int, av.AudioResampler] = {}
@@ -294,8 +322,10 @@ class MediaSource:
 
     def _origin(self, frame: av.frame.Frame) -> float:
         if self.origin_s is None:
-            # No container start time (raw streams): the first timestamp seen is the origin.
-            self.origin_s = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+            # No container start time (raw or live streams): the first timestamp seen is the
+            # origin, placed at timeline_start_s when the caller continues a timeline.
+            first = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+            self.origin_s = first - (self._timeline_start_s or 0.0)
         return self.origin_s
 
     def _picture(self, frame: av.VideoFrame, stream: av.stream.Stream) -> Picture:

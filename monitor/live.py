@@ -1,0 +1,323 @@
+"""Monitoring a live input: decode threads, input loss, a watchdog, reconnects, one timeline.
+
+Each rendition of the input is decoded on its own thread (PyAV and the Numba kernels release
+the GIL) and hands its items to the control loop, which runs on the calling thread, owns the
+channel pipelines and the alarm trackers, and once every tick:
+
+- raises ``input_loss`` when nothing has arrived for the input_loss hold-off, and clears it
+  when media flows again;
+- restarts a rendition whose decoded media time has not advanced for ``watchdog_s``, whatever
+  the cause (a hung open, a read that never returns, a decoder stuck on garbage): closing its
+  BytePipe unblocks the decoder, which then ends;
+- reopens an ended rendition after an exponential backoff with jitter, capped.
+
+Times are seconds since the session started, on the monotonic clock: each (re)opened decoder
+places its first frame at the current session time, so one timeline runs across reconnects
+and the pipelines (and so the alarm state) live for the whole session.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from monitor.alarms import AlarmTracker, Emit, Subject
+from monitor.config import ChannelConfig, InputConfig
+from monitor.errors import InputError
+from monitor.ingest.conditions import TransportCondition
+from monitor.ingest.pipe import BytePipe
+from monitor.ingest.udp import UdpOptions, UdpReader
+from monitor.media import AudioChunk, MediaSource, Picture, StreamInfo
+from monitor.pipeline import ChannelPipeline
+
+TICK_S = 0.1
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 10.0
+LOSS_GAP_S = 0.25  # less than this between arrivals is ordinary burstiness, not a loss
+
+
+def is_live_url(url: str) -> bool:
+    """Inputs the live runner handles itself (the rest PyAV opens as files or streams)."""
+    return urlsplit(url).scheme in ("udp", "rtp")
+
+
+@dataclass
+class LiveSummary:
+    source: str
+    media_s: float = 0.0
+    pictures: int = 0
+    restarts: int = 0
+    bytes_in: int = 0
+    streams: list[StreamInfo] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class Rendition:
+    """One decoded stream of a live input, and the decoder thread currently feeding it."""
+
+    def __init__(
+        self, name: str | None, pipeline_factory: Callable[[list[StreamInfo]], ChannelPipeline]
+    ):
+        self.name = name
+        self._make_pipeline = pipeline_factory
+        self.pipeline: ChannelPipeline | None = None
+        self.pipe: BytePipe | None = None
+        self.thread: threading.Thread | None = None
+        self.stop = threading.Event()
+        self.alive = False
+        self.last_item_s = 0.0  # monotonic time of the last decoded item
+        self.media_end_s = 0.0  # session time the decoded media reached
+        self.progress_s = 0.0  # monotonic time media time last advanced
+        self.reopen_at_s: float | None = 0.0  # when to (re)open; None while running
+        self.backoff_s = BACKOFF_FIRST_S
+        self.restarts = 0
+        self.streams: list[StreamInfo] = []
+
+    def pipeline_for(self, streams: list[StreamInfo]) -> ChannelPipeline:
+        if self.pipeline is None:  # created once: alarm state outlives reconnects
+            self.pipeline = self._make_pipeline(streams)
+        return self.pipeline
+
+
+class LiveSession:
+    """``streamqc analyze`` of a live URL: runs until ``duration_s`` or Ctrl-C."""
+
+    def __init__(
+        self,
+        url: str,
+        channel: ChannelConfig,
+        emit: Emit,
+        *,
+        input_name: str = "primary",
+        source: InputConfig | None = None,
+        duration_s: float | None = None,
+    ) -> None:
+        self.url = url
+        self.channel = channel
+        self.emit = emit
+        self.input_name = input_name
+        self.source = source or InputConfig(url=url)
+        self.duration_s = duration_s
+        self.summary = LiveSummary(url)
+        self.notice: Callable[[str], None] = lambda message: None
+        self._queue: queue.Queue[tuple[str, Rendition | None, Any]] = queue.Queue(maxsize=2000)
+        self._start = time.monotonic()
+        self._transport: dict[tuple[str, str | None], AlarmTracker] = {}
+        self._loss: dict[str | None, AlarmTracker] = {}
+        self._reader: UdpReader | None = None
+        self.renditions: list[Rendition] = [Rendition(None, self._pipeline_factory(None))]
+
+    # --- time ---------------------------------------------------------------------------
+
+    def session_s(self, monotonic_s: float | None = None) -> float:
+        return (time.monotonic() if monotonic_s is None else monotonic_s) - self._start
+
+    # --- set-up -------------------------------------------------------------------------
+
+    def _pipeline_factory(
+        self, rendition: str | None
+    ) -> Callable[[list[StreamInfo]], ChannelPipeline]:
+        def make(streams: list[StreamInfo]) -> ChannelPipeline:
+            audio = [s for s in streams if s.kind == "audio"]
+            return ChannelPipeline(
+                self.channel, self.input_name, self.emit, audio_streams=audio, rendition=rendition
+            )
+
+        return make
+
+    def _open_reader(self) -> None:
+        options = UdpOptions.from_url(self.url)
+        pipe = BytePipe(read_timeout_s=self.source.read_timeout_s)
+        self._reader = UdpReader(options, pipe, self.url).start()
+
+    def report(self, condition: TransportCondition) -> None:
+        """Readers' callback (any thread): transport conditions join the control loop."""
+        self._put(("transport", None, condition))
+
+    # --- decoding threads ---------------------------------------------------------------
+
+    def _start_decoder(self, r: Rendition) -> None:
+        assert self._reader is not None
+        pipe = BytePipe(read_timeout_s=self.source.read_timeout_s)
+        self._reader.pipe = pipe  # the reader keeps running; the decoder starts afresh
+        r.pipe = pipe
+        r.stop = threading.Event()
+        r.alive = True
+        r.reopen_at_s = None
+        r.progress_s = time.monotonic()
+        start_s = max(self.session_s(), r.media_end_s)
+        r.thread = threading.Thread(
+            target=self._decode,
+            args=(r, pipe, start_s, r.stop),
+            name=f"decode {self.url}",
+            daemon=True,
+        )
+        r.thread.start()
+
+    def _decode(self, r: Rendition, pipe: BytePipe, start_s: float, stop: threading.Event) -> None:
+        try:
+            with MediaSource(
+                self.url,
+                fileobj=pipe,
+                format="mpegts",
+                timeline_start_s=start_s,
+                open_timeout_s=self.source.open_timeout_s,
+                read_timeout_s=self.source.read_timeout_s,
+            ) as media:
+                self._put(("open", r, media.stream_infos()))
+                for item in media:
+                    if stop.is_set():
+                        break
+                    self._put(("item", r, item))
+                reason = "stopped" if stop.is_set() else "input ended or went silent"
+                if media.report.read_error:
+                    reason = media.report.read_error
+            self._put(("end", r, reason))
+        except InputError as exc:
+            self._put(("end", r, str(exc)))
+        except Exception as exc:  # a decoder bug must end this thread, never the session
+            self._put(("end", r, f"{type(exc).__name__}: {exc}"))
+
+    def _put(self, message: tuple[str, Rendition | None, Any]) -> None:
+        while True:
+            try:
+                self._queue.put(message, timeout=0.5)
+                return
+            except queue.Full:
+                r = message[1]
+                if r is not None and r.stop.is_set():
+                    return
+
+    # --- control loop -------------------------------------------------------------------
+
+    def run(self) -> LiveSummary:
+        self._open_reader()
+        try:
+            self._loop()
+        except KeyboardInterrupt:
+            pass  # Ctrl-C ends a live analysis like --duration does
+        finally:
+            self._shutdown()
+        return self.summary
+
+    def _loop(self) -> None:
+        while self.duration_s is None or self.session_s() < self.duration_s:
+            try:
+                kind, r, payload = self._queue.get(timeout=TICK_S)
+                self._handle(kind, r, payload)
+            except queue.Empty:
+                pass
+            self._tick(time.monotonic())
+
+    def _handle(self, kind: str, r: Rendition | None, payload: Any) -> None:
+        if kind == "item":
+            assert r is not None
+            item: Picture | AudioChunk = payload
+            pipeline = r.pipeline_for(r.streams)
+            pipeline.process(item)
+            now = time.monotonic()
+            r.last_item_s = now
+            if pipeline.media_end_s > r.media_end_s:
+                r.media_end_s = pipeline.media_end_s
+                r.progress_s = now
+                r.backoff_s = BACKOFF_FIRST_S  # flowing again: the next failure starts small
+            if type(item) is Picture:
+                self.summary.pictures += 1
+        elif kind == "open":
+            assert r is not None
+            r.streams = payload
+            if not self.summary.streams:
+                self.summary.streams = payload
+        elif kind == "end":
+            assert r is not None
+            r.alive = False
+            if r.pipe is not None:
+                r.pipe.close()
+            jitter = random.uniform(0.8, 1.2)
+            r.reopen_at_s = time.monotonic() + r.backoff_s * jitter
+            r.backoff_s = min(r.backoff_s * 2, BACKOFF_MAX_S)
+            if payload != "stopped":
+                self.summary.errors.append(str(payload))
+                self.notice(
+                    f"{self.url}: {payload}; reopening in {r.reopen_at_s - time.monotonic():.1f} s"
+                )
+        elif kind == "transport":
+            self._observe_transport(payload)
+
+    def _tick(self, now: float) -> None:
+        t = self.session_s(now)
+        for r in self.renditions:
+            if r.reopen_at_s is not None and now >= r.reopen_at_s:
+                if r.thread is not None:
+                    r.restarts += 1
+                    self.summary.restarts += 1
+                self._start_decoder(r)
+            elif r.alive and now - r.progress_s > self.source.watchdog_s:
+                # Media time stopped advancing: unblock the decoder; its thread then ends.
+                self.notice(
+                    f"{self.url}: decoded media stopped advancing for "
+                    f"{self.source.watchdog_s:g} s at {t:.1f} s: restarting the decoder"
+                )
+                r.stop.set()
+                if r.pipe is not None:
+                    r.pipe.close()
+                r.progress_s = now
+            self._observe_loss(r, now, t)
+
+    def _observe_loss(self, r: Rendition, now: float, t: float) -> None:
+        rule = self.channel.input_loss.rule
+        if not rule.enabled:
+            return
+        tracker = self._loss.get(r.name)
+        if tracker is None:
+            subject = Subject(self.channel.name, self.input_name, r.name)
+            tracker = self._loss[r.name] = AlarmTracker("input_loss", rule, subject, self.emit)
+        # Bytes arriving at the socket count as input, whatever the decoder makes of them
+        # (garbage is reported by its own alarms); before any byte, the session start counts.
+        received = self._reader.last_receive_s if self._reader else 0.0
+        last = max(r.last_item_s, received, self._start)
+        gap = now - last
+        tracker.observe(
+            t, gap > LOSS_GAP_S, since_s=self.session_s(last), detail={"gap_s": round(gap, 1)}
+        )
+
+    def _observe_transport(self, condition: TransportCondition) -> None:
+        rule = self.channel.transport.rule
+        if not rule.enabled:
+            return
+        key = (condition.alarm, condition.subject)
+        tracker = self._transport.get(key)
+        if tracker is None:
+            renditions = {r.name for r in self.renditions}
+            rendition = condition.subject if condition.subject in renditions else None
+            subject = Subject(self.channel.name, self.input_name, rendition)
+            tracker = self._transport[key] = AlarmTracker(condition.alarm, rule, subject, self.emit)
+        detail = dict(condition.detail)
+        if condition.subject is not None and tracker.subject.rendition is None:
+            detail.setdefault("subject", condition.subject)
+        tracker.observe(self.session_s(condition.at_s), condition.active, detail=detail)
+
+    def _shutdown(self) -> None:
+        for r in self.renditions:
+            r.stop.set()
+            if r.pipe is not None:
+                r.pipe.close()
+        if self._reader is not None:
+            self.summary.bytes_in = self._reader.bytes_in
+            self._reader.stop()
+        for r in self.renditions:
+            if r.thread is not None:
+                r.thread.join(timeout=2.0)
+        end = self.session_s()
+        for r in self.renditions:
+            if r.pipeline is not None:
+                r.pipeline.finish()
+        for tracker in [*self._loss.values(), *self._transport.values()]:
+            tracker.finish(end)
+        self.summary.media_s = end

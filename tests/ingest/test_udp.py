@@ -1,0 +1,137 @@
+"""MPEG-TS over UDP and RTP from a real sender on loopback, through `streamqc analyze`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from monitor.errors import InputError
+from monitor.ingest.udp import UdpOptions, rtp_payload
+from monitor.synth import MediaSpec, Span
+from tests.ingest.udppeer import UdpSender, free_udp_port
+
+CLIP = MediaSpec(duration_s=12.0, black=(Span(3.0, 5.5),))
+
+
+def analyze_live(url: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli", "analyze", url, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, list[dict], str]:
+    import json
+
+    out, err = proc.communicate(timeout=timeout)
+    assert "Traceback" not in err, err
+    return proc.returncode, [json.loads(line) for line in out.splitlines() if line.strip()], err
+
+
+def spans(events: list[dict], alarm: str) -> list[tuple[float, float]]:
+    return [
+        (e["start"], e["end"]) for e in events if e["alarm"] == alarm and e["state"] == "cleared"
+    ]
+
+
+@pytest.mark.parametrize("scheme", ["udp", "rtp"])
+def test_live_feed_is_decoded_and_its_faults_found(media, scheme):
+    port = free_udp_port()
+    proc = analyze_live(f"{scheme}://127.0.0.1:{port}", "--duration", "9s")
+    time.sleep(1.5)  # the receiver binds its socket at start-up
+    sender = UdpSender(media(CLIP), port, CLIP.duration_s, rtp=scheme == "rtp").start()
+    try:
+        code, events, err = finish(proc)
+    finally:
+        sender.stop()
+    assert code == 0, err
+    black = spans(events, "black")
+    assert len(black) == 1, events
+    start, end = black[0]
+    assert end - start == pytest.approx(2.5, abs=0.1)  # live: the timeline is the session's
+    assert "monitored" in err and "0 decoder restarts" in err
+
+
+def test_sender_gone_then_back_raises_and_clears_input_loss(media):
+    port = free_udp_port()
+    proc = analyze_live(f"udp://127.0.0.1:{port}", "--duration", "14s")
+    sender = UdpSender(media(CLIP), port, CLIP.duration_s).start()
+    try:
+        time.sleep(5.0)
+        sender.pause()  # the sender dies...
+        time.sleep(3.0)
+        sender.resume()  # ...and comes back
+        code, events, err = finish(proc)
+    finally:
+        sender.stop()
+    assert code == 0, err
+    loss = [e for e in events if e["alarm"] == "input_loss"]
+    raised = [e for e in loss if e["state"] == "raised"]
+    cleared = [e for e in loss if e["state"] == "cleared" and e["detail"].get("cleared_by") is None]
+    assert len(raised) >= 1 and len(cleared) >= 1, events
+    # lost for about the 3 s pause, from about when it began
+    assert cleared[0]["end"] - cleared[0]["start"] == pytest.approx(3.0, abs=1.0)
+    assert raised[0]["severity"] == "critical"
+    # decoding resumed in the same process: pictures after the gap
+    assert "pictures" in err
+
+
+def test_watchdog_restarts_a_decoder_whose_media_stopped_advancing(media, tmp_path):
+    config = tmp_path / "watch.yaml"
+    port = free_udp_port()
+    config.write_text(
+        "version: 1\nsite: t\nchannels:\n  - name: c\n    inputs:\n      primary:\n"
+        f"        url: udp://127.0.0.1:{port}\n        watchdog: 2s\n        read_timeout: 30s\n"
+    )
+    proc = analyze_live(f"udp://127.0.0.1:{port}", "--config", str(config), "--duration", "10s")
+    sender = UdpSender(media(CLIP), port, CLIP.duration_s).start()
+    try:
+        time.sleep(4.0)
+        sender.nulls()  # bytes keep flowing, media does not: only the watchdog can tell
+        code, events, err = finish(proc)
+    finally:
+        sender.stop()
+    assert code == 0, err
+    restarts = [line for line in err.splitlines() if "stopped advancing" in line]
+    assert restarts, err
+    at = float(restarts[0].split(" at ")[1].split(" s")[0])
+    assert at <= 4.0 + 2.0 + 1.5  # within the 2 s bound (plus one tick and start-up slack)
+    assert not [e for e in events if e["alarm"] == "input_loss"]  # bytes never stopped
+
+
+def test_multicast_group_is_joined(media):
+    port = free_udp_port()
+    group = "239.255.42.42"
+    proc = analyze_live(f"udp://{group}:{port}?localaddr=127.0.0.1", "--duration", "5s")
+    time.sleep(1.5)
+    sender = UdpSender(media(CLIP), port, CLIP.duration_s, host=group).start()
+    try:
+        code, events, err = finish(proc)
+    finally:
+        sender.stop()
+    assert code == 0, err
+    assert " 0 pictures" not in err and "pictures" in err
+
+
+def test_bad_udp_urls_are_one_line_errors():
+    with pytest.raises(InputError, match="a port is needed"):
+        UdpOptions.from_url("udp://127.0.0.1")
+    with pytest.raises(InputError, match="udp://nowhere:5000"):
+        UdpOptions.from_url("udp://nowhere:5000")
+    assert UdpOptions.from_url("udp://@239.1.1.1:5000").multicast
+    assert UdpOptions.from_url("rtp://127.0.0.1:5004").rtp
+
+
+def test_rtp_header_with_csrc_extension_and_padding_is_stripped():
+    payload = b"\x47" + bytes(187)
+    header = bytes([0x80 | 0x10 | 0x20 | 1, 33]) + bytes(10)  # 1 CSRC, extension, padding
+    csrc = bytes(4)
+    extension = b"\xbe\xde\x00\x01" + bytes(4)  # one 32-bit word
+    padding = bytes(3) + b"\x04"
+    assert rtp_payload(header + csrc + extension + payload + padding) == payload
+    assert rtp_payload(payload) is None  # plain TS, not RTP

@@ -24,13 +24,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from monitor.alarms import AlarmTracker, Emit, Subject
 from monitor.config import ChannelConfig, InputConfig
 from monitor.errors import InputError
-from monitor.ingest.conditions import TransportCondition
+from monitor.ingest.conditions import Report, TransportCondition
 from monitor.ingest.pipe import BytePipe
 from monitor.ingest.udp import UdpOptions, UdpReader
 from monitor.media import AudioChunk, MediaSource, Picture, StreamInfo
@@ -45,6 +45,55 @@ LOSS_GAP_S = 0.25  # less than this between arrivals is ordinary burstiness, not
 def is_live_url(url: str) -> bool:
     """Inputs the live runner handles itself (the rest PyAV opens as files or streams)."""
     return urlsplit(url).scheme in ("udp", "rtp")
+
+
+class Ingest(Protocol):
+    """What the live runner needs of an input's network side."""
+
+    def start(self, report: Report) -> None: ...
+    def renditions(self) -> list[str | None]: ...
+    def new_pipe(self, rendition: str | None, read_timeout_s: float) -> BytePipe: ...
+    def last_receive_s(self, rendition: str | None) -> float: ...
+    def bytes_in(self) -> int: ...
+    def stop(self) -> None: ...
+
+
+class UdpIngest:
+    """One socket, one rendition; a decoder restart swaps the pipe the reader writes to."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.options = UdpOptions.from_url(url)
+        self.reader: UdpReader | None = None
+
+    def start(self, report: Report) -> None:
+        self.reader = UdpReader(self.options, BytePipe(), self.url).start()
+
+    def renditions(self) -> list[str | None]:
+        return [None]
+
+    def new_pipe(self, rendition: str | None, read_timeout_s: float) -> BytePipe:
+        assert self.reader is not None
+        pipe = BytePipe(read_timeout_s=read_timeout_s)
+        self.reader.pipe = pipe
+        return pipe
+
+    def last_receive_s(self, rendition: str | None) -> float:
+        return self.reader.last_receive_s if self.reader else 0.0
+
+    def bytes_in(self) -> int:
+        return self.reader.bytes_in if self.reader else 0
+
+    def stop(self) -> None:
+        if self.reader is not None:
+            self.reader.stop()
+
+
+def open_ingest(url: str) -> Ingest:
+    scheme = urlsplit(url).scheme
+    if scheme in ("udp", "rtp"):
+        return UdpIngest(url)
+    raise InputError(f"{url}: not a live input streamqc reads itself")
 
 
 @dataclass
@@ -110,8 +159,8 @@ class LiveSession:
         self._start = time.monotonic()
         self._transport: dict[tuple[str, str | None], AlarmTracker] = {}
         self._loss: dict[str | None, AlarmTracker] = {}
-        self._reader: UdpReader | None = None
-        self.renditions: list[Rendition] = [Rendition(None, self._pipeline_factory(None))]
+        self.ingest = open_ingest(url)
+        self.renditions: dict[str | None, Rendition] = {}
 
     # --- time ---------------------------------------------------------------------------
 
@@ -131,11 +180,6 @@ class LiveSession:
 
         return make
 
-    def _open_reader(self) -> None:
-        options = UdpOptions.from_url(self.url)
-        pipe = BytePipe(read_timeout_s=self.source.read_timeout_s)
-        self._reader = UdpReader(options, pipe, self.url).start()
-
     def report(self, condition: TransportCondition) -> None:
         """Readers' callback (any thread): transport conditions join the control loop."""
         self._put(("transport", None, condition))
@@ -143,9 +187,8 @@ class LiveSession:
     # --- decoding threads ---------------------------------------------------------------
 
     def _start_decoder(self, r: Rendition) -> None:
-        assert self._reader is not None
-        pipe = BytePipe(read_timeout_s=self.source.read_timeout_s)
-        self._reader.pipe = pipe  # the reader keeps running; the decoder starts afresh
+        # The reader keeps running; the decoder starts afresh on a new pipe.
+        pipe = self.ingest.new_pipe(r.name, self.source.read_timeout_s)
         r.pipe = pipe
         r.stop = threading.Event()
         r.alive = True
@@ -197,7 +240,7 @@ class LiveSession:
     # --- control loop -------------------------------------------------------------------
 
     def run(self) -> LiveSummary:
-        self._open_reader()
+        self.ingest.start(self.report)
         try:
             self._loop()
         except KeyboardInterrupt:
@@ -252,7 +295,10 @@ class LiveSession:
 
     def _tick(self, now: float) -> None:
         t = self.session_s(now)
-        for r in self.renditions:
+        for name in self.ingest.renditions():
+            if name not in self.renditions:
+                self.renditions[name] = Rendition(name, self._pipeline_factory(name))
+        for r in self.renditions.values():
             if r.reopen_at_s is not None and now >= r.reopen_at_s:
                 if r.thread is not None:
                     r.restarts += 1
@@ -280,7 +326,7 @@ class LiveSession:
             tracker = self._loss[r.name] = AlarmTracker("input_loss", rule, subject, self.emit)
         # Bytes arriving at the socket count as input, whatever the decoder makes of them
         # (garbage is reported by its own alarms); before any byte, the session start counts.
-        received = self._reader.last_receive_s if self._reader else 0.0
+        received = self.ingest.last_receive_s(r.name)
         last = max(r.last_item_s, received, self._start)
         gap = now - last
         tracker.observe(
@@ -294,8 +340,7 @@ class LiveSession:
         key = (condition.alarm, condition.subject)
         tracker = self._transport.get(key)
         if tracker is None:
-            renditions = {r.name for r in self.renditions}
-            rendition = condition.subject if condition.subject in renditions else None
+            rendition = condition.subject if condition.subject in self.renditions else None
             subject = Subject(self.channel.name, self.input_name, rendition)
             tracker = self._transport[key] = AlarmTracker(condition.alarm, rule, subject, self.emit)
         detail = dict(condition.detail)
@@ -304,18 +349,17 @@ class LiveSession:
         tracker.observe(self.session_s(condition.at_s), condition.active, detail=detail)
 
     def _shutdown(self) -> None:
-        for r in self.renditions:
+        for r in self.renditions.values():
             r.stop.set()
             if r.pipe is not None:
                 r.pipe.close()
-        if self._reader is not None:
-            self.summary.bytes_in = self._reader.bytes_in
-            self._reader.stop()
-        for r in self.renditions:
+        self.ingest.stop()
+        self.summary.bytes_in = self.ingest.bytes_in()
+        for r in self.renditions.values():
             if r.thread is not None:
                 r.thread.join(timeout=2.0)
         end = self.session_s()
-        for r in self.renditions:
+        for r in self.renditions.values():
             if r.pipeline is not None:
                 r.pipeline.finish()
         for tracker in [*self._loss.values(), *self._transport.values()]:

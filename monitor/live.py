@@ -32,6 +32,7 @@ from monitor.config import ChannelConfig, InputConfig
 from monitor.errors import InputError
 from monitor.ingest.conditions import Report, TransportCondition
 from monitor.ingest.pipe import BytePipe
+from monitor.ingest.srt import SrtOptions, SrtReader
 from monitor.ingest.udp import UdpOptions, UdpReader
 from monitor.media import AudioChunk, MediaSource, Picture, StreamInfo
 from monitor.pipeline import ChannelPipeline
@@ -44,11 +45,13 @@ LOSS_GAP_S = 0.25  # less than this between arrivals is ordinary burstiness, not
 
 def is_live_url(url: str) -> bool:
     """Inputs the live runner handles itself (the rest PyAV opens as files or streams)."""
-    return urlsplit(url).scheme in ("udp", "rtp")
+    return urlsplit(url).scheme in ("udp", "rtp", "srt")
 
 
 class Ingest(Protocol):
     """What the live runner needs of an input's network side."""
+
+    name: str  # for messages: never holds a secret
 
     def start(self, report: Report) -> None: ...
     def renditions(self) -> list[str | None]: ...
@@ -62,12 +65,12 @@ class UdpIngest:
     """One socket, one rendition; a decoder restart swaps the pipe the reader writes to."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.name = url
         self.options = UdpOptions.from_url(url)
         self.reader: UdpReader | None = None
 
     def start(self, report: Report) -> None:
-        self.reader = UdpReader(self.options, BytePipe(), self.url).start()
+        self.reader = UdpReader(self.options, BytePipe(), self.name).start()
 
     def renditions(self) -> list[str | None]:
         return [None]
@@ -89,10 +92,43 @@ class UdpIngest:
             self.reader.stop()
 
 
+class SrtIngest:
+    """An SRT connection (caller or listener) that reconnects by itself; one rendition."""
+
+    def __init__(self, url: str) -> None:
+        self.options = SrtOptions.from_url(url)
+        self.name = self.options.url  # the passphrase masked: this name goes into messages
+        self.reader: SrtReader | None = None
+
+    def start(self, report: Report) -> None:
+        self.reader = SrtReader(self.options, BytePipe(), report).start()
+
+    def renditions(self) -> list[str | None]:
+        return [None]
+
+    def new_pipe(self, rendition: str | None, read_timeout_s: float) -> BytePipe:
+        assert self.reader is not None
+        pipe = BytePipe(read_timeout_s=read_timeout_s)
+        self.reader.pipe = pipe  # the reader writes each message to its current pipe
+        return pipe
+
+    def last_receive_s(self, rendition: str | None) -> float:
+        return self.reader.last_receive_s if self.reader else 0.0
+
+    def bytes_in(self) -> int:
+        return self.reader.bytes_in if self.reader else 0
+
+    def stop(self) -> None:
+        if self.reader is not None:
+            self.reader.stop()
+
+
 def open_ingest(url: str) -> Ingest:
     scheme = urlsplit(url).scheme
     if scheme in ("udp", "rtp"):
         return UdpIngest(url)
+    if scheme == "srt":
+        return SrtIngest(url)
     raise InputError(f"{url}: not a live input streamqc reads itself")
 
 
@@ -153,13 +189,13 @@ class LiveSession:
         self.input_name = input_name
         self.source = source or InputConfig(url=url)
         self.duration_s = duration_s
-        self.summary = LiveSummary(url)
+        self.ingest = open_ingest(url)
+        self.summary = LiveSummary(self.ingest.name)
         self.notice: Callable[[str], None] = lambda message: None
         self._queue: queue.Queue[tuple[str, Rendition | None, Any]] = queue.Queue(maxsize=2000)
         self._start = time.monotonic()
         self._transport: dict[tuple[str, str | None], AlarmTracker] = {}
         self._loss: dict[str | None, AlarmTracker] = {}
-        self.ingest = open_ingest(url)
         self.renditions: dict[str | None, Rendition] = {}
 
     # --- time ---------------------------------------------------------------------------
@@ -198,7 +234,7 @@ class LiveSession:
         r.thread = threading.Thread(
             target=self._decode,
             args=(r, pipe, start_s, r.stop),
-            name=f"decode {self.url}",
+            name=f"decode {self.ingest.name}",
             daemon=True,
         )
         r.thread.start()
@@ -206,7 +242,7 @@ class LiveSession:
     def _decode(self, r: Rendition, pipe: BytePipe, start_s: float, stop: threading.Event) -> None:
         try:
             with MediaSource(
-                self.url,
+                self.ingest.name if r.name is None else f"{self.ingest.name} [{r.name}]",
                 fileobj=pipe,
                 format="mpegts",
                 timeline_start_s=start_s,
@@ -287,9 +323,8 @@ class LiveSession:
             r.backoff_s = min(r.backoff_s * 2, BACKOFF_MAX_S)
             if payload != "stopped":
                 self.summary.errors.append(str(payload))
-                self.notice(
-                    f"{self.url}: {payload}; reopening in {r.reopen_at_s - time.monotonic():.1f} s"
-                )
+                wait_s = r.reopen_at_s - time.monotonic()
+                self.notice(f"{self.ingest.name}: {payload}; reopening in {wait_s:.1f} s")
         elif kind == "transport":
             self._observe_transport(payload)
 
@@ -307,7 +342,7 @@ class LiveSession:
             elif r.alive and now - r.progress_s > self.source.watchdog_s:
                 # Media time stopped advancing: unblock the decoder; its thread then ends.
                 self.notice(
-                    f"{self.url}: decoded media stopped advancing for "
+                    f"{self.ingest.name}: decoded media stopped advancing for "
                     f"{self.source.watchdog_s:g} s at {t:.1f} s: restarting the decoder"
                 )
                 r.stop.set()

@@ -27,12 +27,19 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import numpy as np
+
+from detectors.black import BlackSettings
+from detectors.freeze import FreezeSettings
+from detectors.picture import PictureAnalyzer
+from detectors.silence import SilenceDetector, SilenceSettings
 from monitor.alarms import AlarmTracker, Emit, Subject
 from monitor.config import ChannelConfig, InputConfig
 from monitor.errors import InputError
 from monitor.ingest.conditions import Report, TransportCondition
 from monitor.ingest.pipe import BytePipe
 from monitor.ingest.srt import SrtOptions, SrtReader
+from monitor.ingest.tr101290 import Tr101290Analyzer, Tr101290Settings
 from monitor.ingest.udp import UdpOptions, UdpReader
 from monitor.media import AudioChunk, MediaSource, Picture, StreamInfo
 from monitor.pipeline import ChannelPipeline
@@ -61,6 +68,41 @@ class Ingest(Protocol):
     def stop(self) -> None: ...
 
 
+class TransportChecks:
+    """TR 101 290 on the bytes as they arrive, on the reader's thread.
+
+    Driven by arrivals only: when nothing arrives that is input_loss, and PAT/PMT/PCR timers
+    firing on top of it would only bury the one alarm that matters.
+    """
+
+    def __init__(self, report: Report) -> None:
+        self._analyzer = Tr101290Analyzer(Tr101290Settings(), report)
+
+    def feed(self, data: bytes) -> None:
+        self._analyzer.feed(data, time.monotonic())
+
+
+def warm_up() -> None:
+    """Load every kernel a live session calls, with the argument types it will use.
+
+    Numba loads each cached specialisation on its first call, holding the GIL for a few
+    hundred milliseconds; done mid-stream, that delays the reader threads and their arrival
+    times (a false PCR gap). Read-only padded views are their own specialisation.
+    """
+    luma = np.zeros((16, 48), dtype=np.uint8)[:, :32]
+    luma.flags.writeable = False
+    analyzer = PictureAnalyzer(BlackSettings(), FreezeSettings())
+    analyzer.update(luma, 0.0)
+    analyzer.update(luma, 0.04, keyframe=True)
+    SilenceDetector(SilenceSettings(), 48000, 2).update(np.zeros((2, 9600), np.float32), 0.0)
+    Tr101290Analyzer(Tr101290Settings(), lambda condition: None).feed(
+        NULL_PACKETS, time.monotonic()
+    )
+
+
+NULL_PACKETS = (bytes([0x47, 0x1F, 0xFF, 0x10]) + bytes(184)) * 7
+
+
 class UdpIngest:
     """One socket, one rendition; a decoder restart swaps the pipe the reader writes to."""
 
@@ -68,9 +110,13 @@ class UdpIngest:
         self.name = url
         self.options = UdpOptions.from_url(url)
         self.reader: UdpReader | None = None
+        self.checks: TransportChecks | None = None
 
     def start(self, report: Report) -> None:
-        self.reader = UdpReader(self.options, BytePipe(), self.name).start()
+        self.checks = TransportChecks(report)
+        self.reader = UdpReader(self.options, BytePipe(), self.name)
+        self.reader.tap = self.checks.feed
+        self.reader.start()
 
     def renditions(self) -> list[str | None]:
         return [None]
@@ -99,9 +145,13 @@ class SrtIngest:
         self.options = SrtOptions.from_url(url)
         self.name = self.options.url  # the passphrase masked: this name goes into messages
         self.reader: SrtReader | None = None
+        self.checks: TransportChecks | None = None
 
     def start(self, report: Report) -> None:
-        self.reader = SrtReader(self.options, BytePipe(), report).start()
+        self.checks = TransportChecks(report)
+        self.reader = SrtReader(self.options, BytePipe(), report)
+        self.reader.tap = self.checks.feed
+        self.reader.start()
 
     def renditions(self) -> list[str | None]:
         return [None]
@@ -276,6 +326,8 @@ class LiveSession:
     # --- control loop -------------------------------------------------------------------
 
     def run(self) -> LiveSummary:
+        warm_up()
+        self._start = time.monotonic()
         self.ingest.start(self.report)
         try:
             self._loop()

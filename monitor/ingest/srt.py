@@ -504,6 +504,7 @@ class SrtReader:
         self.pipe = pipe
         self.bytes_in = 0
         self.last_receive_s = time.monotonic()  # arrival of the last message
+        self.tap: Callable[[bytes], None] | None = None  # sees every TS payload (TR 101 290)
         self.report = report
         self.reconnect = reconnect
         self.subject = subject
@@ -740,6 +741,8 @@ class SrtReader:
                 last_data_s = self.clock()
                 self.bytes_in += n
                 self.last_receive_s = time.monotonic()
+                if self.tap is not None:
+                    self.tap(buffer.raw[:n])
             elif n < 0:
                 code, why = _last_error(lib)
                 if code not in _NO_DATA_YET:

@@ -14,6 +14,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
@@ -85,6 +86,7 @@ class UdpReader:
         self.datagrams = 0
         self.bytes_in = 0
         self.last_receive_s = time.monotonic()  # arrival of the last datagram
+        self.tap: Callable[[bytes], None] | None = None  # sees every TS payload (TR 101 290)
         self.not_rtp = 0
         self._stop = threading.Event()
         self._sock = self._open()
@@ -132,6 +134,8 @@ class UdpReader:
                     datagram = payload
                 self.bytes_in += len(datagram)
                 self.pipe.write(datagram)
+                if self.tap is not None:
+                    self.tap(datagram)
         finally:
             self._sock.close()
 

@@ -6,12 +6,13 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from monitor.errors import InputError
 from monitor.ingest.udp import UdpOptions, rtp_payload
 from monitor.synth import MediaSpec, Span
-from tests.ingest.udppeer import UdpSender, free_udp_port
+from tests.ingest.udppeer import NULL_PACKET, UdpSender, free_udp_port, pcr_times
 
 CLIP = MediaSpec(duration_s=12.0, black=(Span(3.0, 5.5),))
 
@@ -55,6 +56,8 @@ def test_live_feed_is_decoded_and_its_faults_found(media, scheme):
     start, end = black[0]
     assert end - start == pytest.approx(2.5, abs=0.1)  # live: the timeline is the session's
     assert "monitored" in err and "0 decoder restarts" in err
+    # a clean transport (sent on its PCR schedule, before the clip loops): no TR 101 290 alarm
+    assert not [e for e in events if e["alarm"].startswith("tr101290")], events
 
 
 def test_sender_gone_then_back_raises_and_clears_input_loss(media):
@@ -135,3 +138,39 @@ def test_rtp_header_with_csrc_extension_and_padding_is_stripped():
     padding = bytes(3) + b"\x04"
     assert rtp_payload(header + csrc + extension + payload + padding) == payload
     assert rtp_payload(payload) is None  # plain TS, not RTP
+
+
+def broken_transport(clean: bytes) -> bytes:
+    """The clip with its PAT gone from 4.0 to 5.5 s and one video packet lost at ~7 s.
+
+    Null packets take the removed packets' places, so the timing stays the mux's.
+    """
+    packets = np.frombuffer(clean, np.uint8).reshape(-1, 188).copy()
+    times = pcr_times(clean)
+    pids = ((packets[:, 1].astype(int) & 0x1F) << 8) | packets[:, 2]
+    gone = (pids == 0) & (times >= 4.0) & (times < 5.5)
+    video = int(np.bincount(pids[pids != 0x1FFF]).argmax())  # the busiest PID is the video
+    lost = np.flatnonzero((pids == video) & (times >= 7.0) & ((packets[:, 3] & 0x30) == 0x10))[0]
+    gone[lost] = True
+    packets[gone] = np.frombuffer(NULL_PACKET, np.uint8)
+    return packets.tobytes()
+
+
+def test_cc_errors_and_a_missing_pat_on_a_live_feed_raise_tr101290_alarms(media, tmp_path):
+    broken = tmp_path / "broken.ts"
+    broken.write_bytes(broken_transport(media(CLIP).read_bytes()))
+    port = free_udp_port()
+    proc = analyze_live(f"udp://127.0.0.1:{port}", "--duration", "10s")
+    time.sleep(1.0)
+    sender = UdpSender(broken, port, CLIP.duration_s).start()
+    try:
+        code, events, err = finish(proc)
+    finally:
+        sender.stop()
+    assert code == 0, err
+    raised = {e["alarm"]: e for e in events if e["state"] == "raised"}
+    assert "tr101290_pat" in raised, events
+    assert "tr101290_cc" in raised, events
+    pat = [e for e in events if e["alarm"] == "tr101290_pat" and e["state"] == "cleared"]
+    assert pat and 0.8 <= pat[0]["end"] - pat[0]["start"] <= 1.6  # 1.5 s gap, less the 0.5 s limit
+    assert raised["tr101290_cc"]["detail"]["count"] == 1

@@ -8,6 +8,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 TS_PER_DATAGRAM = 7
 DATAGRAM = 188 * TS_PER_DATAGRAM
 NULL_PACKET = bytes([0x47, 0x1F, 0xFF, 0x10]) + bytes(184)
@@ -19,8 +21,23 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
+def pcr_times(data: bytes) -> np.ndarray:
+    """When each 188-byte packet is due, from the PCRs, interpolated by position (ISO 13818-1).
+
+    A CBR multiplexer sends packets on this schedule; pacing by the average bitrate instead
+    makes the PCR gaps of a VBR file look like transport errors.
+    """
+    packets = np.frombuffer(data[: len(data) // 188 * 188], np.uint8).reshape(-1, 188)
+    has_pcr = ((packets[:, 3] & 0x20) != 0) & (packets[:, 4] >= 7) & ((packets[:, 5] & 0x10) != 0)
+    rows = np.flatnonzero(has_pcr)
+    b = packets[rows, 6:11].astype(np.int64)
+    base = (b[:, 0] << 25) | (b[:, 1] << 17) | (b[:, 2] << 9) | (b[:, 3] << 1) | (b[:, 4] >> 7)
+    pcr_s = (base - base[0]) / 90000.0
+    return np.interp(np.arange(len(packets)), rows, pcr_s)
+
+
 class UdpSender:
-    """Sends ``path`` to host:port in 1316-byte datagrams at the file's average rate.
+    """Sends ``path`` to host:port in 1316-byte datagrams on the file's PCR schedule.
 
     ``pause()`` / ``resume()`` stop and restart the flow (a sender killed and brought back);
     ``nulls()`` switches to null packets only (bytes flow, no media); ``rtp`` wraps each
@@ -36,8 +53,14 @@ class UdpSender:
         host: str = "127.0.0.1",
         rtp: bool = False,
     ) -> None:
-        self.data = path.read_bytes()
-        self.rate = len(self.data) / duration_s  # bytes per second
+        data = path.read_bytes()
+        self.data = data[: len(data) // DATAGRAM * DATAGRAM]
+        # due time of each datagram: its last packet's PCR time; the loop restarts one
+        # datagram interval after the last
+        times = pcr_times(self.data)[TS_PER_DATAGRAM - 1 :: TS_PER_DATAGRAM]
+        self.due = times
+        self.period_s = float(times[-1] + (times[-1] - times[0]) / max(len(times) - 1, 1))
+        self.rate = len(self.data) / duration_s  # bytes per second, for the null packets
         self.address = (host, port)
         self.rtp = rtp
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -75,15 +98,20 @@ class UdpSender:
 
     def _run(self) -> None:
         seq = 0
-        offset = 0
+        index = 0  # datagram index into the file, looping
+        loops = 0
         start = time.monotonic()
-        sent_bytes = 0
+        paused_s = 0.0
         while not self._stop.is_set():
             if not self._flowing.is_set():
+                t0 = time.monotonic()
                 self._flowing.wait(0.1)
-                start = time.monotonic() - sent_bytes / self.rate  # resume without a burst
+                paused_s += time.monotonic() - t0  # resume where it was, without a burst
                 continue
-            due = start + sent_bytes / self.rate
+            if self._nulls:
+                due = start + paused_s + self.sent * DATAGRAM / self.rate
+            else:
+                due = start + paused_s + loops * self.period_s + float(self.due[index])
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(min(delay, 0.05))
@@ -91,16 +119,14 @@ class UdpSender:
             if self._nulls:
                 chunk = NULL_PACKET * TS_PER_DATAGRAM
             else:
-                chunk = self.data[offset : offset + DATAGRAM]
-                offset = (offset + DATAGRAM) % len(self.data)
-                if len(chunk) < DATAGRAM:
-                    continue
+                chunk = self.data[index * DATAGRAM : (index + 1) * DATAGRAM]
+                index += 1
+                if index == len(self.due):
+                    index, loops = 0, loops + 1
             if self.rtp:
-                header = struct.pack(
-                    "!BBHII", 0x80, 33, seq & 0xFFFF, int(sent_bytes) & 0xFFFFFFFF, 0x5EED
-                )
+                stamp = int((due - start) * 90000) & 0xFFFFFFFF
+                header = struct.pack("!BBHII", 0x80, 33, seq & 0xFFFF, stamp, 0x5EED)
                 chunk = header + chunk
                 seq += 1
             self.sock.sendto(chunk, self.address)
-            sent_bytes += DATAGRAM
             self.sent += 1

@@ -18,12 +18,13 @@ and the pipelines (and so the alarm state) live for the whole session.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -37,6 +38,7 @@ from monitor.alarms import AlarmTracker, Emit, Subject
 from monitor.config import ChannelConfig, InputConfig
 from monitor.errors import InputError
 from monitor.ingest.conditions import Report, TransportCondition
+from monitor.ingest.hls import HlsClient
 from monitor.ingest.pipe import BytePipe
 from monitor.ingest.srt import SrtOptions, SrtReader
 from monitor.ingest.tr101290 import Tr101290Analyzer, Tr101290Settings
@@ -52,7 +54,10 @@ LOSS_GAP_S = 0.25  # less than this between arrivals is ordinary burstiness, not
 
 def is_live_url(url: str) -> bool:
     """Inputs the live runner handles itself (the rest PyAV opens as files or streams)."""
-    return urlsplit(url).scheme in ("udp", "rtp", "srt")
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        return parts.path.endswith((".m3u8", ".m3u"))
+    return parts.scheme in ("udp", "rtp", "srt")
 
 
 class Ingest(Protocol):
@@ -64,6 +69,7 @@ class Ingest(Protocol):
     def renditions(self) -> list[str | None]: ...
     def new_pipe(self, rendition: str | None, read_timeout_s: float) -> BytePipe: ...
     def last_receive_s(self, rendition: str | None) -> float: ...
+    def arrival_gap_s(self, rendition: str | None) -> float: ...
     def bytes_in(self) -> int: ...
     def stop(self) -> None: ...
 
@@ -130,6 +136,9 @@ class UdpIngest:
     def last_receive_s(self, rendition: str | None) -> float:
         return self.reader.last_receive_s if self.reader else 0.0
 
+    def arrival_gap_s(self, rendition: str | None) -> float:
+        return LOSS_GAP_S
+
     def bytes_in(self) -> int:
         return self.reader.bytes_in if self.reader else 0
 
@@ -165,6 +174,9 @@ class SrtIngest:
     def last_receive_s(self, rendition: str | None) -> float:
         return self.reader.last_receive_s if self.reader else 0.0
 
+    def arrival_gap_s(self, rendition: str | None) -> float:
+        return LOSS_GAP_S
+
     def bytes_in(self) -> int:
         return self.reader.bytes_in if self.reader else 0
 
@@ -173,12 +185,77 @@ class SrtIngest:
             self.reader.stop()
 
 
-def open_ingest(url: str) -> Ingest:
-    scheme = urlsplit(url).scheme
+class HlsIngest:
+    """Our HLS client on its own thread and event loop; one rendition per variant/audio."""
+
+    def __init__(self, url: str, source: InputConfig) -> None:
+        self.name = url
+        self.source = source
+        self.client: HlsClient | None = None
+        self.thread: threading.Thread | None = None
+        self._error: str | None = None
+
+    def start(self, report: Report) -> None:
+        client = self.client = HlsClient(
+            self.name,
+            report,
+            open_timeout_s=self.source.open_timeout_s,
+            read_timeout_s=self.source.read_timeout_s,
+        )
+        self.thread = threading.Thread(target=self._run, name=f"hls {self.name}", daemon=True)
+        self.thread.start()
+        client.ready.wait(self.source.open_timeout_s + self.source.read_timeout_s + 1.0)
+        if not client.renditions:
+            self.stop()
+            raise InputError(self._error or f"{self.name}: no rendition within the open timeout")
+
+    def _run(self) -> None:
+        assert self.client is not None
+        try:
+            asyncio.run(self.client.run())
+        except InputError as exc:
+            self._error = str(exc)
+        except Exception as exc:  # the HLS thread must end with a message, not a traceback
+            self._error = f"{self.name}: {type(exc).__name__}: {exc}"
+        finally:
+            self.client.ready.set()
+
+    def renditions(self) -> list[str | None]:
+        return list(self.client.renditions) if self.client else []
+
+    def new_pipe(self, rendition: str | None, read_timeout_s: float) -> BytePipe:
+        assert self.client is not None and rendition is not None
+        pipe = BytePipe(read_timeout_s=max(read_timeout_s, 2 * self.arrival_gap_s(rendition)))
+        self.client.replace_pipe(rendition, pipe)
+        return pipe
+
+    def last_receive_s(self, rendition: str | None) -> float:
+        return self.client.last_write_s(rendition) if self.client and rendition else 0.0
+
+    def arrival_gap_s(self, rendition: str | None) -> float:
+        """Segments arrive once per target duration: a gap is a loss past 1.5 of them."""
+        target = self.client.target_duration_s(rendition) if self.client and rendition else None
+        return 1.5 * (target or 6.0)
+
+    def bytes_in(self) -> int:
+        return self.client.bytes_in() if self.client else 0
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.stop()
+        if self.thread is not None:
+            self.thread.join(timeout=5.0)
+
+
+def open_ingest(url: str, source: InputConfig) -> Ingest:
+    parts = urlsplit(url)
+    scheme = parts.scheme
     if scheme in ("udp", "rtp"):
         return UdpIngest(url)
     if scheme == "srt":
         return SrtIngest(url)
+    if scheme in ("http", "https") and parts.path.endswith((".m3u8", ".m3u")):
+        return HlsIngest(url, source)
     raise InputError(f"{url}: not a live input streamqc reads itself")
 
 
@@ -239,7 +316,7 @@ class LiveSession:
         self.input_name = input_name
         self.source = source or InputConfig(url=url)
         self.duration_s = duration_s
-        self.ingest = open_ingest(url)
+        self.ingest = open_ingest(url, self.source)
         self.summary = LiveSummary(self.ingest.name)
         self.notice: Callable[[str], None] = lambda message: None
         self._queue: queue.Queue[tuple[str, Rendition | None, Any]] = queue.Queue(maxsize=2000)
@@ -258,10 +335,16 @@ class LiveSession:
     def _pipeline_factory(
         self, rendition: str | None
     ) -> Callable[[list[StreamInfo]], ChannelPipeline]:
+        channel = self.channel
+        if rendition is not None and rendition.startswith("audio-"):
+            # An HLS alternate audio rendition has no pictures by design.
+            off = replace(channel.video_missing.rule, enabled=False)
+            channel = replace(channel, video_missing=replace(channel.video_missing, rule=off))
+
         def make(streams: list[StreamInfo]) -> ChannelPipeline:
             audio = [s for s in streams if s.kind == "audio"]
             return ChannelPipeline(
-                self.channel, self.input_name, self.emit, audio_streams=audio, rendition=rendition
+                channel, self.input_name, self.emit, audio_streams=audio, rendition=rendition
             )
 
         return make
@@ -391,17 +474,21 @@ class LiveSession:
                     r.restarts += 1
                     self.summary.restarts += 1
                 self._start_decoder(r)
-            elif r.alive and now - r.progress_s > self.source.watchdog_s:
+            elif r.alive and now - r.progress_s > self._watchdog_s(r):
                 # Media time stopped advancing: unblock the decoder; its thread then ends.
                 self.notice(
                     f"{self.ingest.name}: decoded media stopped advancing for "
-                    f"{self.source.watchdog_s:g} s at {t:.1f} s: restarting the decoder"
+                    f"{self._watchdog_s(r):g} s at {t:.1f} s: restarting the decoder"
                 )
                 r.stop.set()
                 if r.pipe is not None:
                     r.pipe.close()
                 r.progress_s = now
             self._observe_loss(r, now, t)
+
+    def _watchdog_s(self, r: Rendition) -> float:
+        # Never shorter than two arrival gaps: HLS media comes a segment at a time.
+        return max(self.source.watchdog_s, 2 * self.ingest.arrival_gap_s(r.name))
 
     def _observe_loss(self, r: Rendition, now: float, t: float) -> None:
         rule = self.channel.input_loss.rule
@@ -416,9 +503,8 @@ class LiveSession:
         received = self.ingest.last_receive_s(r.name)
         last = max(r.last_item_s, received, self._start)
         gap = now - last
-        tracker.observe(
-            t, gap > LOSS_GAP_S, since_s=self.session_s(last), detail={"gap_s": round(gap, 1)}
-        )
+        lost = gap > self.ingest.arrival_gap_s(r.name)
+        tracker.observe(t, lost, since_s=self.session_s(last), detail={"gap_s": round(gap, 1)})
 
     def _observe_transport(self, condition: TransportCondition) -> None:
         rule = self.channel.transport.rule

@@ -1,0 +1,439 @@
+"""Our own live HLS client: follows every rendition of a ladder and reports what goes wrong.
+
+FFmpeg's hls demuxer hides faults (it skips, retries and stalls silently); this client reloads
+each media playlist itself, checks it against RFC 8216 and writes each new MPEG-TS segment once,
+in order, into that rendition's :class:`BytePipe`, which a decoder thread reads.
+
+Conditions (``subject`` = rendition name, ``at_s`` = ``time.monotonic()``), each cleared when it
+no longer holds:
+
+* ``hls_playlist``: a media playlist cannot be loaded or is not a playlist (HTML, no #EXTM3U).
+* ``hls_stale``: no new segment for more than 1.5 x TARGETDURATION (RFC 8216 §6.2.1: a server
+  MUST add one within 1.5 TD), checked by a reload *begun* after that deadline, or by the clock
+  alone (1.5 TD + a half-TD reload interval) while loads fail or hang.
+* ``rendition_missing``: raised *in addition to* ``hls_stale`` for a stale rendition while
+  another rendition keeps updating (showed a new segment at least one TD after this one's last):
+  one packager output died, not the whole channel.
+* ``hls_sequence``: EXT-X-MEDIA-SEQUENCE or EXT-X-DISCONTINUITY-SEQUENCE went backwards
+  (RFC 8216 §6.2.2: MUST NOT decrease), or segments left the window before we could fetch them.
+* ``hls_segment_error``: a segment failed (HTTP status, timeout, empty, not MPEG-TS) after the
+  bounded retries; the client moves on to the next segment.
+* ``hls_segment_duration``: round(EXTINF) > TARGETDURATION (RFC 8216 §4.3.3.1).
+* ``hls_slow_download``: a segment took >= 0.8 x its EXTINF to download (the link cannot keep up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import m3u8
+
+from monitor.errors import InputError
+from monitor.ingest.conditions import Report, TransportCondition
+from monitor.ingest.pipe import BytePipe
+
+TS_SYNC = 0x47
+TS_PACKET = 188
+STALE_TD = 1.5  # RFC 8216 §6.2.1 / 8216bis 6.2.1-M22
+SLOW_DOWNLOAD_FRACTION = 0.8
+_STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+class _PlaylistError(Exception):
+    """A playlist load failed; the message is the condition's detail."""
+
+    def __init__(self, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.detail = {"error": message, **detail}
+
+
+def _describe(exc: BaseException, after_s: float) -> str:
+    """One line for a failed request: httpx timeouts often carry no message at all."""
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return f"timed out after {after_s:.1f} s ({type(exc).__name__})"
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
+
+
+@dataclass
+class _Rendition:
+    """What the client knows about one rendition's media playlist."""
+
+    name: str
+    url: str
+    pipe: BytePipe
+    queue: asyncio.Queue[tuple[int, str, float]] = field(default_factory=asyncio.Queue)
+    target_duration_s: float | None = None
+    media_sequence: int | None = None
+    discontinuity_sequence: int | None = None
+    next_msn: int | None = None  # first MSN not yet queued for download
+    newest_msn: int | None = None
+    playlist_hash: bytes = b""
+    new_segment_s: float = 0.0  # when a load (its response) last showed a new segment
+    verified_stale: bool = False  # a load begun after the 1.5 TD deadline showed nothing new
+    written_msns: deque[int] = field(default_factory=lambda: deque(maxlen=1000))
+    last_write_s: float = 0.0  # monotonic time the last segment went into the pipe
+    bytes_in: int = 0
+
+
+class HlsClient:
+    """Follows a master (or a single media) playlist and feeds one BytePipe per rendition.
+
+    ``renditions`` is filled when :meth:`run` has parsed the master playlist: names are
+    ``"<W>x<H>"`` for variants with a RESOLUTION (``"<W>x<H>-<bandwidth>"`` when two share one),
+    ``"v<i>"`` without, ``"audio-<language or name>"`` for alternate audio (EXT-X-MEDIA with a
+    URI) and ``"main"`` for a media playlist URL. :meth:`run` closes every pipe when it returns.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        report: Report,
+        *,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 5.0,
+        segment_attempts: int = 2,
+        pipe_factory: Callable[[], BytePipe] = BytePipe,
+        max_connections: int = 16,
+    ) -> None:
+        self.url = url
+        self.report = report
+        self.open_timeout_s = open_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.segment_attempts = max(1, segment_attempts)
+        self.pipe_factory = pipe_factory
+        self.max_connections = max_connections
+        self.renditions: dict[str, BytePipe] = {}
+        self.ready = threading.Event()  # set once ``renditions`` is filled
+        self._states: dict[str, _Rendition] = {}
+        self._active: dict[tuple[str, str], TransportCondition] = {}
+        self._stop_requested = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._http: httpx.AsyncClient | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    async def run(self) -> None:
+        """Follow the stream until :meth:`stop`; raise InputError only if the start is unusable."""
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        if self._stop_requested:
+            self._stop_event.set()
+        timeout = httpx.Timeout(
+            connect=self.open_timeout_s,
+            read=self.read_timeout_s,
+            write=self.read_timeout_s,
+            pool=self.open_timeout_s,
+        )
+        limits = httpx.Limits(
+            max_connections=self.max_connections, max_keepalive_connections=self.max_connections
+        )
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            async with httpx.AsyncClient(
+                timeout=timeout, limits=limits, follow_redirects=True
+            ) as http:
+                self._http = http
+                await self._open()
+                for state in self._states.values():
+                    tasks.append(asyncio.create_task(self._follow_playlist(state)))
+                    tasks.append(asyncio.create_task(self._fetch_segments(state)))
+                tasks.append(asyncio.create_task(self._watch_staleness()))
+                await self._stop_event.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for pipe in self.renditions.values():
+                pipe.close()
+            self.ready.set()
+
+    def replace_pipe(self, name: str, pipe: BytePipe) -> None:
+        """Send the rendition's next segments to ``pipe`` (a decoder restarting); any thread."""
+        self._states[name].pipe = pipe
+        self.renditions[name] = pipe
+
+    def last_write_s(self, name: str) -> float:
+        state = self._states.get(name)
+        return state.last_write_s if state else 0.0
+
+    def target_duration_s(self, name: str) -> float | None:
+        state = self._states.get(name)
+        return state.target_duration_s if state else None
+
+    def bytes_in(self) -> int:
+        return sum(state.bytes_in for state in self._states.values())
+
+    def stop(self) -> None:
+        """End :meth:`run` soon; callable from any thread, before or during run."""
+        self._stop_requested = True
+        loop, event = self._loop, self._stop_event
+        if loop is not None and event is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(event.set)
+
+    def written_msns(self, name: str) -> list[int]:
+        """Media sequence numbers written into ``name``'s pipe, oldest first (last 1000)."""
+        return list(self._states[name].written_msns)
+
+    @property
+    def active_conditions(self) -> list[TransportCondition]:
+        return list(self._active.values())
+
+    # ------------------------------------------------------------------ start
+
+    async def _open(self) -> None:
+        """Load the master (or media) playlist and create the renditions' pipes."""
+        try:
+            text, _ = await self._get_playlist(self.url, self.open_timeout_s + self.read_timeout_s)
+        except _PlaylistError as exc:
+            raise InputError(f"HLS {self.url}: {exc}") from None
+        playlist = m3u8.loads(text, uri=self.url)
+        now = time.monotonic()
+        if not playlist.is_variant:
+            self._add("main", self.url, now)
+        else:
+            for media in playlist.media:
+                if media.type == "AUDIO" and media.uri:
+                    label = media.language or media.name or media.group_id or "a"
+                    self._add(f"audio-{label}", media.absolute_uri, now)
+            for i, variant in enumerate(playlist.playlists):
+                res = variant.stream_info.resolution
+                name = f"{res[0]}x{res[1]}" if res else f"v{i}"
+                if name in self._states:
+                    name = f"{name}-{variant.stream_info.bandwidth}"
+                self._add(name, variant.absolute_uri, now)
+            if not self._states:
+                raise InputError(f"HLS {self.url}: master playlist lists no media playlists")
+        self.ready.set()
+
+    def _add(self, name: str, url: str, now: float) -> None:
+        base, n = name, 2
+        while name in self._states:
+            name, n = f"{base}-{n}", n + 1
+        pipe = self.pipe_factory()
+        self._states[name] = _Rendition(name=name, url=url, pipe=pipe, new_segment_s=now)
+        self.renditions[name] = pipe
+
+    # ------------------------------------------------------------------ playlists
+
+    async def _get_playlist(self, url: str, limit_s: float) -> tuple[str, float]:
+        """(text, seconds taken) of a playlist; _PlaylistError for anything unusable."""
+        assert self._http is not None
+        t0 = time.monotonic()
+        try:
+            async with asyncio.timeout(limit_s):
+                try:
+                    response = await self._http.get(url)
+                except _STALE_CONNECTION:
+                    # The server closed an idle keep-alive connection as we reused it (a race
+                    # every HTTP/1.1 client meets); httpx does not retry, a GET is idempotent.
+                    response = await self._http.get(url)
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise _PlaylistError(_describe(exc, time.monotonic() - t0)) from None
+        if response.status_code != 200:
+            raise _PlaylistError(f"HTTP {response.status_code}", status=response.status_code)
+        text = response.text
+        if not text.lstrip("\ufeff").startswith("#EXTM3U"):
+            ctype = response.headers.get("content-type", "")
+            raise _PlaylistError(
+                f"not an HLS playlist (no #EXTM3U; Content-Type {ctype or 'none'})",
+                content_type=ctype,
+            )
+        return text, time.monotonic() - t0
+
+    async def _follow_playlist(self, r: _Rendition) -> None:
+        """Reload at RFC 8216 §6.3.4 cadence: 1 TD after a change, TD/2 when unchanged."""
+        while True:
+            start_s = time.monotonic()
+            changed = False
+            try:
+                limit_s = self.open_timeout_s + self.read_timeout_s
+                text, _ = await self._get_playlist(r.url, limit_s)
+                self._set("hls_playlist", r.name, False)
+                changed = self._on_playlist(r, text, start_s)
+            except _PlaylistError as exc:
+                self._set("hls_playlist", r.name, True, {"url": r.url, **exc.detail})
+            except Exception as exc:  # a parser surprise must not end the rendition
+                detail = {"url": r.url, "error": f"{type(exc).__name__}: {exc}"}
+                self._set("hls_playlist", r.name, True, detail)
+            td = r.target_duration_s or 1.0
+            wait_s = start_s + (td if changed else td / 2) - time.monotonic()
+            await asyncio.sleep(max(0.0, wait_s))
+
+    def _on_playlist(self, r: _Rendition, text: str, start_s: float) -> bool:
+        """Check a freshly loaded playlist and queue its new segments; True if it changed."""
+        now = time.monotonic()
+        digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        changed = digest != r.playlist_hash
+        r.playlist_hash = digest
+        playlist = m3u8.loads(text, uri=r.url)
+        if playlist.is_variant:
+            raise _PlaylistError("expected a media playlist, got a master playlist")
+        if playlist.target_duration is None:
+            raise _PlaylistError("no #EXT-X-TARGETDURATION")
+        td = float(playlist.target_duration)
+        r.target_duration_s = td
+        msn0 = playlist.media_sequence or 0
+        dsn = playlist.discontinuity_sequence or 0
+        segments = playlist.segments
+        newest = msn0 + len(segments) - 1
+        problems: dict[str, Any] = {}
+        if r.media_sequence is not None and (
+            msn0 < r.media_sequence or (r.newest_msn is not None and newest < r.newest_msn)
+        ):
+            problems["media_sequence"] = {"was": r.media_sequence, "now": msn0}
+            r.next_msn = None  # the packager restarted: resynchronise at the live edge
+        if r.discontinuity_sequence is not None and dsn < r.discontinuity_sequence:
+            problems["discontinuity_sequence"] = {"was": r.discontinuity_sequence, "now": dsn}
+        if r.next_msn is not None and msn0 > r.next_msn:
+            problems["skipped"] = msn0 - r.next_msn
+            r.next_msn = msn0
+        r.media_sequence, r.discontinuity_sequence = msn0, dsn
+
+        new_segment = bool(segments) and (
+            r.newest_msn is None or newest > r.newest_msn or bool(problems)
+        )
+        if r.next_msn is None and segments:
+            r.next_msn = newest  # join at the newest segment: lowest latency for a monitor
+        for msn in range(r.next_msn if r.next_msn is not None else newest + 1, newest + 1):
+            seg = segments[msn - msn0]
+            extinf_s = float(seg.duration or 0.0)
+            too_long = math.floor(extinf_s + 0.5) > td
+            self._set(
+                "hls_segment_duration",
+                r.name,
+                too_long,
+                {"msn": msn, "extinf_s": extinf_s, "target_duration_s": td},
+            )
+            r.queue.put_nowait((msn, seg.absolute_uri, extinf_s))
+        if segments:
+            r.next_msn = max(r.next_msn or 0, newest + 1)
+            r.newest_msn = newest
+
+        if problems:
+            self._set("hls_sequence", r.name, True, problems)
+        elif new_segment:
+            self._set("hls_sequence", r.name, False)
+        if new_segment:
+            r.new_segment_s = now
+            r.verified_stale = False
+        elif start_s - r.new_segment_s > STALE_TD * td:
+            r.verified_stale = True
+        self._update_staleness()
+        return changed
+
+    # ------------------------------------------------------------------ segments
+
+    async def _fetch_segments(self, r: _Rendition) -> None:
+        """Download queued segments one at a time, in order, into the rendition's pipe."""
+        while True:
+            msn, url, extinf_s = await r.queue.get()
+            if r.media_sequence is not None and msn < r.media_sequence:
+                # We fell behind (slow link): the segment left the window; stay live instead.
+                detail = {"msn": msn, "url": url, "error": "left the playlist before download"}
+                self._set("hls_segment_error", r.name, True, detail)
+                continue
+            body, error, took_s = await self._download(url)
+            if error is not None:
+                self._set("hls_segment_error", r.name, True, {"msn": msn, "url": url, **error})
+                continue
+            assert body is not None
+            r.pipe.write(body)
+            r.last_write_s = time.monotonic()
+            r.bytes_in += len(body)
+            r.written_msns.append(msn)
+            self._set("hls_segment_error", r.name, False)
+            slow = extinf_s > 0 and took_s >= SLOW_DOWNLOAD_FRACTION * extinf_s
+            detail = {"msn": msn, "download_s": round(took_s, 3), "extinf_s": extinf_s}
+            self._set("hls_slow_download", r.name, slow, detail)
+
+    async def _download(self, url: str) -> tuple[bytes | None, dict[str, Any] | None, float]:
+        """(body, None, seconds) or (None, error detail, seconds), after bounded retries."""
+        assert self._http is not None
+        t0 = time.monotonic()
+        limit_s = self.open_timeout_s + self.read_timeout_s
+        error: dict[str, Any] = {}
+        for attempt in range(self.segment_attempts):
+            if attempt:
+                await asyncio.sleep(0.1)
+            try:
+                async with asyncio.timeout(limit_s):
+                    try:
+                        response = await self._http.get(url)
+                    except _STALE_CONNECTION:  # see _get_playlist
+                        response = await self._http.get(url)
+            except (TimeoutError, httpx.HTTPError) as exc:
+                error = {"error": _describe(exc, time.monotonic() - t0)}
+                continue
+            if response.status_code != 200:
+                status = response.status_code
+                error = {"error": f"HTTP {status}", "status": status}
+                continue
+            body = response.content
+            if not body:
+                error = {"error": "empty segment"}
+                continue
+            if body[0] != TS_SYNC or (len(body) > TS_PACKET and body[TS_PACKET] != TS_SYNC):
+                # Not retried: the server gave a definite, wrong answer.
+                error = {"error": "not MPEG-TS (no 0x47 sync byte)", "bytes": len(body)}
+                break
+            return body, None, time.monotonic() - t0
+        return None, {**error, "attempts": attempt + 1}, time.monotonic() - t0
+
+    # ------------------------------------------------------------------ staleness
+
+    async def _watch_staleness(self) -> None:
+        """Re-evaluate staleness by the clock, for renditions whose loads fail or hang."""
+        while True:
+            await asyncio.sleep(0.1)
+            self._update_staleness()
+
+    def _is_stale(self, r: _Rendition, now: float) -> bool:
+        if r.target_duration_s is None:  # never loaded: give it the open timeout
+            return now - r.new_segment_s > self.open_timeout_s + self.read_timeout_s
+        # A load every TD/2 sees a new segment at most TD/2 after it appeared.
+        return r.verified_stale or now - r.new_segment_s > (STALE_TD + 0.5) * r.target_duration_s
+
+    def _update_staleness(self) -> None:
+        now = time.monotonic()
+        stale = {name: self._is_stale(r, now) for name, r in self._states.items()}
+        newest_s = max(r.new_segment_s for r in self._states.values())
+        for name, r in self._states.items():
+            # "Others keep updating": one of them showed a new segment at least a TD after this
+            # one's last. Renditions stopping together differ by less (reload phases, < TD/2).
+            others_moved = newest_s - r.new_segment_s > (r.target_duration_s or 1.0)
+            td = r.target_duration_s
+            detail = {
+                "since_new_segment_s": round(now - r.new_segment_s, 3),
+                "target_duration_s": td,
+                "newest_msn": r.newest_msn,
+            }
+            self._set("hls_stale", name, stale[name], detail)
+            self._set("rendition_missing", name, stale[name] and others_moved, detail)
+
+    # ------------------------------------------------------------------ reporting
+
+    def _set(
+        self, alarm: str, subject: str, active: bool, detail: dict[str, Any] | None = None
+    ) -> None:
+        """Report a condition when it changes state (raised or cleared), never repeatedly."""
+        key = (alarm, subject)
+        if active == (key in self._active):
+            return
+        cond = TransportCondition(alarm, active, time.monotonic(), subject, detail or {})
+        if active:
+            self._active[key] = cond
+        else:
+            del self._active[key]
+        self.report(cond)

@@ -1,0 +1,345 @@
+"""A real live HLS ladder for tests: pre-encoded TS segments behind a sliding-window playlist.
+
+``build_ladder`` encodes each rendition once (``synth.make_ts``, gop = 1 segment) and cuts it at
+keyframes into ~1 s MPEG-TS segments with continuous timestamps. ``LiveHlsServer`` serves them
+from a ``ThreadingHTTPServer`` on 127.0.0.1: a live edge computed from a clock (no writer thread),
+``TARGETDURATION`` 1, a window of ``window`` segments, ``MEDIA-SEQUENCE`` advancing one per
+segment duration, plus a master playlist. Content index ``msn % n_segments`` loops, with an
+``EXT-X-DISCONTINUITY`` (and ``DISCONTINUITY-SEQUENCE``) at each wrap, as RFC 8216 §6.2.2 asks.
+
+Fault controls (thread-safe, take effect on the next request): ``freeze``, ``fail_segment``,
+``rewind``, ``set_extinf``, ``stall``, ``serve_html``, ``master_status``.
+
+URLs: ``/master.m3u8``, ``/<name>/index.m3u8``, ``/<name>/seg<msn>.ts``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import av
+
+from monitor.synth import MediaSpec, make_ts
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+_HTML = b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>\n"
+
+
+@dataclass(frozen=True)
+class Rendition:
+    """One ladder rung: its name in URLs, the spec it was made from and its TS segments."""
+
+    name: str
+    spec: MediaSpec
+    segments: tuple[bytes, ...]
+    durations_s: tuple[float, ...]
+
+    @property
+    def audio_only(self) -> bool:
+        return not self.spec.video
+
+
+def split_ts(path: Path, segment_s: float) -> tuple[list[bytes], list[float]]:
+    """Cut a TS file into segments of ~segment_s, each starting at a video keyframe.
+
+    Packets are copied (no re-encode), so timestamps stay continuous across segments; each
+    segment is a standalone TS with its own PAT/PMT. Audio-only input is cut by time.
+    """
+    segments: list[bytes] = []
+    starts: list[float] = []
+    with av.open(str(path)) as src:
+        streams = [s for s in src.streams if s.type in ("video", "audio")]
+        has_video = any(s.type == "video" for s in streams)
+        origin = src.start_time / 1e6 if src.start_time is not None else 0.0
+        buf: io.BytesIO | None = None
+        out = None
+        omap: dict[int, av.stream.Stream] = {}
+
+        def close() -> None:
+            if out is not None:
+                out.close()
+                segments.append(buf.getvalue())
+
+        for packet in src.demux(streams):
+            if packet.dts is None and packet.pts is None:
+                continue  # flush packets
+            t = float(packet.pts * packet.time_base) - origin
+            cuts = packet.stream.type == "video" and packet.is_keyframe or not has_video
+            boundary = len(starts) * segment_s - 1e-6
+            if out is None or (cuts and t >= boundary):
+                close()
+                buf = io.BytesIO()
+                out = av.open(buf, "w", format="mpegts")
+                omap = {s.index: out.add_stream_from_template(s) for s in streams}
+                starts.append(t)
+            packet.stream = omap[packet.stream.index]
+            out.mux(packet)
+        close()
+        end = float(src.duration / 1e6) if src.duration else starts[-1] + segment_s
+    durations = [b - a for a, b in zip(starts, [*starts[1:], end], strict=True)]
+    return segments, durations
+
+
+def build_ladder(
+    folder: Path,
+    *,
+    duration_s: float = 20.0,
+    segment_s: float = 1.0,
+    sizes: tuple[tuple[int, int], ...] = ((320, 180), (256, 144), (160, 90)),
+    audio_only: bool = True,
+) -> list[Rendition]:
+    """Encode each rendition once and cut it into segments (~0.5 s per 20 s rung)."""
+    fps = 25
+    gop = round(segment_s * fps)
+    specs = [
+        (f"{w}x{h}", MediaSpec(duration_s=duration_s, width=w, height=h, fps=fps, gop=gop))
+        for w, h in sizes
+    ]
+    if audio_only:
+        specs.append(("audio-en", MediaSpec(duration_s=duration_s, video=False)))
+    ladder = []
+    for name, spec in specs:
+        segs, durs = split_ts(make_ts(Path(folder) / f"{name}.ts", spec), segment_s)
+        ladder.append(Rendition(name, spec, tuple(segs), tuple(durs)))
+    return ladder
+
+
+class LiveHlsServer:
+    """Serves a ladder as live HLS while open (``with LiveHlsServer(ladder) as server``)."""
+
+    def __init__(self, ladder: list[Rendition], *, segment_s: float = 1.0, window: int = 5):
+        self.ladder = {r.name: r for r in ladder}
+        self.segment_s = segment_s
+        self.target_duration = math.ceil(segment_s)
+        self.window = window
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._start_s = time.monotonic()
+        self._frozen: dict[str, int] = {}
+        self._offset: dict[str, int] = dict.fromkeys(self.ladder, 0)
+        self._failing: dict[tuple[str, int], int] = {}
+        self._extinf: dict[str, tuple[int, float]] = {}
+        self._stall: list[tuple[float, str | None, str]] = []
+        self._html: set[str] = set()
+        self._master_status = 200
+        self.requests: list[str] = []
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> LiveHlsServer:
+        server = self
+
+        class Handler(_Handler):
+            hls = server
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = False  # joined by server_close(): no leftover threads
+        self._start_s = time.monotonic()
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="hls-server"
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._closing.set()  # wakes stalled handlers
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._httpd = self._thread = None
+
+    def __enter__(self) -> LiveHlsServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._httpd is not None, "server not started"
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/master.m3u8"
+
+    def media_url(self, name: str) -> str:
+        return f"{self.base_url}/{name}/index.m3u8"
+
+    # ------------------------------------------------------------------ the live clock
+
+    def _clock_edge(self) -> int:
+        """MSN of the newest segment: a full window at start, one more per segment_s."""
+        elapsed = time.monotonic() - self._start_s
+        return self.window - 1 + math.floor(elapsed / self.segment_s)
+
+    def edge(self, name: str) -> int:
+        with self._lock:
+            if name in self._frozen:
+                return self._frozen[name]
+            return self._clock_edge() - self._offset[name]
+
+    # ------------------------------------------------------------------ fault controls
+
+    def freeze(self, name: str) -> int:
+        """Stop updating ``name``'s playlist (as a dead packager would); returns its last MSN."""
+        edge = self.edge(name)
+        with self._lock:
+            self._frozen[name] = edge
+        return edge
+
+    def fail_segment(self, name: str, msn: int | None = None, status: int = 404) -> int:
+        """Answer ``status`` for one segment (default: the next one to appear); returns its MSN."""
+        msn = self.edge(name) + 1 if msn is None else msn
+        with self._lock:
+            self._failing[(name, msn)] = status
+        return msn
+
+    def rewind(self, name: str, segments: int = 3) -> None:
+        """Move ``name``'s media sequence back by ``segments`` (an illegal decrease)."""
+        with self._lock:
+            self._offset[name] += segments
+
+    def set_extinf(self, name: str, extinf_s: float) -> int:
+        """Announce ``extinf_s`` for every segment of ``name`` appearing from now on."""
+        first = self.edge(name) + 1
+        with self._lock:
+            self._extinf[name] = (first, extinf_s)
+        return first
+
+    def stall(self, delay_s: float, name: str | None = None, what: str = "segment") -> None:
+        """Delay responses by ``delay_s``: ``what`` is "segment", "playlist" or "all"."""
+        with self._lock:
+            self._stall.append((delay_s, name, what))
+
+    def clear_stalls(self) -> None:
+        """New requests are answered at once again (sleeping ones finish their delay)."""
+        with self._lock:
+            self._stall.clear()
+
+    def serve_html(self, name: str) -> None:
+        """Answer ``name``'s playlist ("master" for the master) with an HTML error page."""
+        with self._lock:
+            self._html.add(name)
+
+    def master_status(self, status: int) -> None:
+        with self._lock:
+            self._master_status = status
+
+    # ------------------------------------------------------------------ content
+
+    def master_playlist(self) -> str:
+        lines = ["#EXTM3U", "#EXT-X-VERSION:3"]
+        audio = [r for r in self.ladder.values() if r.audio_only]
+        for r in audio:
+            lang = r.name.removeprefix("audio-")
+            lines.append(
+                f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="{lang}",LANGUAGE="{lang}",'
+                f'DEFAULT=YES,AUTOSELECT=YES,URI="{r.name}/index.m3u8"'
+            )
+        for r in self.ladder.values():
+            if r.audio_only:
+                continue
+            bandwidth = r.spec.width * r.spec.height * 8
+            group = ',AUDIO="aud"' if audio else ""
+            lines.append(
+                f"#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},"
+                f"RESOLUTION={r.spec.width}x{r.spec.height}{group}"
+            )
+            lines.append(f"{r.name}/index.m3u8")
+        return "\n".join(lines) + "\n"
+
+    def media_playlist(self, name: str) -> str:
+        r = self.ladder[name]
+        n = len(r.segments)
+        last = self.edge(name)
+        first = max(0, last - self.window + 1)
+        with self._lock:
+            ext_from, ext_s = self._extinf.get(name, (math.inf, 0.0))
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:3",
+            f"#EXT-X-TARGETDURATION:{self.target_duration}",
+            f"#EXT-X-MEDIA-SEQUENCE:{first}",
+            f"#EXT-X-DISCONTINUITY-SEQUENCE:{max(0, first - 1) // n}",
+        ]
+        for msn in range(first, last + 1):
+            if msn % n == 0 and msn > 0:
+                lines.append("#EXT-X-DISCONTINUITY")
+            dur = ext_s if msn >= ext_from else r.durations_s[msn % n]
+            lines += [f"#EXTINF:{dur:.3f},", f"seg{msn}.ts"]
+        return "\n".join(lines) + "\n"
+
+    def respond(self, path: str) -> tuple[int, str, bytes]:
+        """(status, content type, body) for a request path; sleeps first when stalled."""
+        self.requests.append(path)
+        parts = path.split("?")[0].strip("/").split("/")
+        kind = "segment" if parts[-1].endswith(".ts") else "playlist"
+        name = parts[0] if len(parts) == 2 else None
+        with self._lock:
+            delay = sum(d for d, n, w in self._stall if w in (kind, "all") and n in (None, name))
+        if delay:
+            self._closing.wait(delay)
+        if parts == ["master.m3u8"]:
+            with self._lock:
+                status = self._master_status
+                html = "master" in self._html
+            if status != 200:
+                return status, "text/plain", b"not found\n"
+            if html:
+                return 200, "text/html", _HTML
+            return 200, PLAYLIST_TYPE, self.master_playlist().encode()
+        if name not in self.ladder:
+            return 404, "text/plain", b"not found\n"
+        if parts[1] == "index.m3u8":
+            with self._lock:
+                html = name in self._html
+            if html:
+                return 200, "text/html", _HTML
+            return 200, PLAYLIST_TYPE, self.media_playlist(name).encode()
+        if parts[1].startswith("seg") and parts[1].endswith(".ts"):
+            try:
+                msn = int(parts[1][3:-3])
+            except ValueError:
+                return 404, "text/plain", b"not found\n"
+            with self._lock:
+                failing = self._failing.get((name, msn))
+            if failing:
+                return failing, "text/plain", b"error\n"
+            if not 0 <= msn <= self.edge(name):
+                return 404, "text/plain", b"not found\n"
+            r = self.ladder[name]
+            return 200, "video/mp2t", r.segments[msn % len(r.segments)]
+        return 404, "text/plain", b"not found\n"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    hls: LiveHlsServer
+    protocol_version = "HTTP/1.1"
+    timeout = 1.0  # idle keep-alive connections end soon, so server_close() never waits long
+
+    def do_GET(self) -> None:
+        status, ctype, body = self.hls.respond(self.path)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (its timeout): fine
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass

@@ -1,0 +1,43 @@
+"""`streamqc analyze https://…/master.m3u8` end to end against a live HLS ladder on loopback."""
+
+from __future__ import annotations
+
+import time
+
+from tests.ingest.hlsserver import LiveHlsServer
+from tests.ingest.test_hls import ladder  # noqa: F401  (the session's encoded ladder)
+from tests.ingest.test_udp import analyze_live, finish
+
+
+def renditions_seen(events: list[dict]) -> set[str | None]:
+    return {e["rendition"] for e in events}
+
+
+def test_every_rendition_of_a_clean_ladder_is_monitored_without_alarms(ladder):  # noqa: F811
+    with LiveHlsServer(ladder) as server:
+        code, events, err = finish(analyze_live(server.url, "--duration", "6s"))
+    assert code == 0, err
+    assert events == [], events
+    assert "monitored" in err and " 0 pictures" not in err
+
+
+def test_a_rendition_that_stops_updating_raises_rendition_missing_for_it_alone(ladder):  # noqa: F811
+    with LiveHlsServer(ladder) as server:
+        proc = analyze_live(server.url, "--duration", "9s")
+        time.sleep(4.0)
+        server.freeze("256x144")
+        code, events, err = finish(proc)
+    assert code == 0, err
+    missing = [e for e in events if e["alarm"] == "rendition_missing" and e["state"] == "raised"]
+    assert [e["rendition"] for e in missing] == ["256x144"], events
+    assert {e["rendition"] for e in events if e["alarm"] == "input_loss"} <= {"256x144"}
+    others = [e for e in events if e["rendition"] != "256x144"]
+    assert others == [], others
+
+
+def test_a_404_master_is_one_clear_line(ladder):  # noqa: F811
+    with LiveHlsServer(ladder) as server:
+        server.master_status(404)
+        code, events, err = finish(analyze_live(server.url, "--duration", "5s"))
+    assert code == 1 and events == []
+    assert err.strip().count("\n") == 0 and "404" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import shutil
 import socket
 import subprocess
@@ -88,3 +89,76 @@ class SrtSender:
 
     def stderr(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+class LossyRelay:
+    """A UDP relay between an SRT caller and listener that can black out the link.
+
+    ``blackout(s)`` drops every datagram both ways for ``s`` seconds; ``lossy(s, f)`` drops a
+    fraction of the listener's datagrams, retransmissions included, so some packets miss
+    their play time and libsrt counts them dropped.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.upstream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.upstream.settimeout(0.1)
+        self.client: tuple[str, int] | None = None
+        self.dropped = 0
+        self._dark_until = 0.0
+        self._lossy_until = 0.0
+        self._loss = 0.0
+        self._random = random.Random(7)
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._forward, daemon=True),
+            threading.Thread(target=self._backward, daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def blackout(self, seconds: float) -> None:
+        self._dark_until = time.monotonic() + seconds
+
+    def lossy(self, seconds: float, fraction: float) -> None:
+        """Drop this fraction of the listener's datagrams (data and retransmissions alike)."""
+        self._loss = fraction
+        self._lossy_until = time.monotonic() + seconds
+
+    def _dark(self, backward: bool = False) -> bool:
+        now = time.monotonic()
+        if now < self._dark_until or (
+            backward and now < self._lossy_until and self._random.random() < self._loss
+        ):
+            self.dropped += 1
+            return True
+        return False
+
+    def _forward(self) -> None:  # caller -> listener
+        while not self._stop.is_set():
+            try:
+                data, self.client = self.sock.recvfrom(65536)
+            except (TimeoutError, OSError):
+                continue
+            if not self._dark():
+                self.upstream.sendto(data, self.target)
+
+    def _backward(self) -> None:  # listener -> caller
+        while not self._stop.is_set():
+            try:
+                data, _ = self.upstream.recvfrom(65536)
+            except (TimeoutError, OSError):
+                continue
+            if self.client is not None and not self._dark(backward=True):
+                self.sock.sendto(data, self.client)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=2)
+        self.sock.close()
+        self.upstream.close()

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from monitor.synth import MediaSpec, Span
-from tests.ingest.srtpeer import SrtSender, free_udp_port
+from tests.ingest.srtpeer import LossyRelay, SrtSender, free_udp_port
 from tests.ingest.test_udp import analyze_live, finish, spans
 
 CLIP = MediaSpec(duration_s=12.0, black=(Span(3.0, 5.5),))
@@ -50,3 +50,24 @@ def test_wrong_passphrase_raises_srt_decrypt_and_never_shows_the_secret(media):
     assert decrypt and "passphrase" in decrypt[0]["detail"]["reason"]
     assert any(e["alarm"] == "input_loss" for e in events)  # nothing gets through
     assert SECRET not in err and all(SECRET not in str(e) for e in events)
+
+
+def test_loss_that_retransmission_cannot_recover_raises_srt_loss(media):
+    # On loopback a plain blackout is fully recovered (the gap is refilled within one RTT
+    # of 0.1 ms); losing the retransmissions too makes packets miss their play time.
+    port = free_udp_port()
+    sender = start_sender(media, f"srt://127.0.0.1:{port}?mode=listener&latency=40", after_s=2.0)
+    relay = LossyRelay(port)
+    proc = analyze_live(f"srt://127.0.0.1:{relay.port}?latency=40", "--duration", "9s")
+    try:
+        time.sleep(5.0)
+        relay.lossy(2.0, 0.6)
+        code, events, err = finish(proc)
+    finally:
+        relay.stop()
+        sender.stop()
+    assert code == 0, err
+    assert relay.dropped > 0
+    loss = [e for e in events if e["alarm"] == "srt_loss" and e["state"] == "raised"]
+    assert loss, events
+    assert loss[0]["detail"]["dropped"] > 0

@@ -74,7 +74,15 @@ class StreamInfo:
 
 
 class Timeline:
-    """Converts one stream's timestamps to media seconds since the source's origin."""
+    """Converts one stream's timestamps to media seconds since the source's origin.
+
+    The result only moves forward: a 33-bit wrap is unwrapped, and a jump back of more than
+    MAX_BACKWARD_S or ahead of more than MAX_FORWARD_S is a discontinuity, bridged so that
+    the timeline continues where it was.
+    """
+
+    MAX_BACKWARD_S = 1.0
+    MAX_FORWARD_S = 30.0
 
     def __init__(self, time_base: Fraction, wrap_ticks: int | None) -> None:
         self.time_base = time_base
@@ -83,6 +91,7 @@ class Timeline:
         self._offset = 0
         self._last_raw: int | None = None
         self._next_s: float | None = None
+        self.discontinuities = 0
 
     def seconds(self, pts: int | None, duration_s: float, origin_s: float) -> float:
         """Media time of a frame with this PTS (None: right after the previous frame)."""
@@ -97,6 +106,15 @@ class Timeline:
                     self._offset -= self.wrap_ticks
             self._last_raw = pts
             t = (pts + self._offset) * self.seconds_per_tick - origin_s
+            expected = self._next_s
+            if expected is not None and not (
+                -self.MAX_BACKWARD_S <= t - expected <= self.MAX_FORWARD_S
+            ):
+                # A timestamp discontinuity (a source restarting its clock, an HLS rewind or
+                # DISCONTINUITY): continue the timeline instead of jumping with it.
+                self._offset += round((expected - t) / self.seconds_per_tick)
+                self.discontinuities += 1
+                t = expected
         self._next_s = t + duration_s
         return t
 

@@ -19,12 +19,17 @@ def test_timeline_unwraps_33_bit_pts_however_often_it_wraps():
     raw = [(MPEG_WRAP_TICKS - 3600 * 2 + i * 3600) % MPEG_WRAP_TICKS for i in range(5)]
     seconds = [timeline.seconds(p, 0.04, 0.0) for p in raw]
     assert np.allclose(np.diff(seconds), 0.04)
-    # a second wrap, 26.5 hours later
+    # a second wrap, 26.5 hours later, reached in 20 s steps as a live stream would
+    pts = raw[-1]
+    while pts < MPEG_WRAP_TICKS - 20 * 90000:
+        pts += 20 * 90000
+        timeline.seconds(pts, 0.04, 0.0)
     later = [MPEG_WRAP_TICKS - 3600, 0, 3600]
-    timeline.seconds(MPEG_WRAP_TICKS // 2, 0.04, 0.0)  # half way round
+    timeline.seconds(later[0] - 3600, 0.04, 0.0)
     out = [timeline.seconds(p, 0.04, 0.0) for p in later]
     assert np.allclose(np.diff(out), 0.04)
     assert out[1] == pytest.approx(2 * MPEG_WRAP_TICKS / 90000)
+    assert timeline.discontinuities == 0
 
 
 def test_timeline_extrapolates_a_missing_pts_from_the_previous_frame():
@@ -34,10 +39,27 @@ def test_timeline_extrapolates_a_missing_pts_from_the_previous_frame():
     assert timeline.seconds(None, 0.04, 0.0) == pytest.approx(1.08)
 
 
-def test_timeline_keeps_a_real_jump_backwards_that_is_not_a_wrap():
+def test_timeline_bridges_a_jump_backwards_that_is_not_a_wrap():
     timeline = Timeline(TB, MPEG_WRAP_TICKS)
-    timeline.seconds(900000, 0.04, 0.0)
-    assert timeline.seconds(450000, 0.04, 0.0) == pytest.approx(5.0)
+    timeline.seconds(900000, 0.04, 0.0)  # 10.0 s
+    assert timeline.seconds(450000, 0.04, 0.0) == pytest.approx(10.04)  # the clock restarted
+    assert timeline.seconds(453600, 0.04, 0.0) == pytest.approx(10.08)  # and runs on from there
+    assert timeline.discontinuities == 1
+
+
+def test_timeline_bridges_a_jump_far_ahead_but_keeps_a_short_gap():
+    timeline = Timeline(TB, MPEG_WRAP_TICKS)
+    timeline.seconds(0, 0.04, 0.0)
+    assert timeline.seconds(2 * 90000, 0.04, 0.0) == pytest.approx(2.0)  # a 2 s gap is media
+    assert timeline.seconds(2 * 90000 + 3600 * 90000, 0.04, 0.0) == pytest.approx(2.04)
+    assert timeline.discontinuities == 1
+
+
+def test_small_jitter_backwards_is_not_a_discontinuity():
+    timeline = Timeline(TB, MPEG_WRAP_TICKS)
+    timeline.seconds(90000, 0.04, 0.0)
+    assert timeline.seconds(90000 + 3000, 0.04, 0.0) == pytest.approx(1.0 + 3000 / 90000)
+    assert timeline.discontinuities == 0
 
 
 def test_timeline_measures_from_the_origin():

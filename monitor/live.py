@@ -70,6 +70,7 @@ class Ingest(Protocol):
     def new_pipe(self, rendition: str | None, read_timeout_s: float) -> BytePipe: ...
     def last_receive_s(self, rendition: str | None) -> float: ...
     def arrival_gap_s(self, rendition: str | None) -> float: ...
+    def container(self, rendition: str | None) -> str: ...
     def bytes_in(self) -> int: ...
     def stop(self) -> None: ...
 
@@ -139,6 +140,9 @@ class UdpIngest:
     def arrival_gap_s(self, rendition: str | None) -> float:
         return LOSS_GAP_S
 
+    def container(self, rendition: str | None) -> str:
+        return "mpegts"
+
     def bytes_in(self) -> int:
         return self.reader.bytes_in if self.reader else 0
 
@@ -176,6 +180,9 @@ class SrtIngest:
 
     def arrival_gap_s(self, rendition: str | None) -> float:
         return LOSS_GAP_S
+
+    def container(self, rendition: str | None) -> str:
+        return "mpegts"
 
     def bytes_in(self) -> int:
         return self.reader.bytes_in if self.reader else 0
@@ -221,7 +228,16 @@ class HlsIngest:
             self.client.ready.set()
 
     def renditions(self) -> list[str | None]:
-        return list(self.client.renditions) if self.client else []
+        """Renditions whose container is known (MPEG-TS or fMP4): a decoder can start."""
+        if not self.client:
+            return []
+        client = self.client
+        return [name for name in list(client.renditions) if client.container(name) is not None]
+
+    def container(self, rendition: str | None) -> str:
+        """The demuxer for ``rendition``'s pipe: "mpegts" or "mp4" (fMP4/CMAF segments)."""
+        known = self.client.container(rendition) if self.client and rendition else None
+        return known or "mpegts"
 
     def new_pipe(self, rendition: str | None, read_timeout_s: float) -> BytePipe:
         assert self.client is not None and rendition is not None
@@ -377,7 +393,7 @@ class LiveSession:
             with MediaSource(
                 self.ingest.name if r.name is None else f"{self.ingest.name} [{r.name}]",
                 fileobj=pipe,
-                format="mpegts",
+                format=self.ingest.container(r.name),  # HLS: fMP4 renditions are "mp4"
                 timeline_start_s=start_s,
                 open_timeout_s=self.source.open_timeout_s,
                 read_timeout_s=self.source.read_timeout_s,

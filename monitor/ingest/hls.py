@@ -1,8 +1,13 @@
 """Our own live HLS client: follows every rendition of a ladder and reports what goes wrong.
 
 FFmpeg's hls demuxer hides faults (it skips, retries and stalls silently); this client reloads
-each media playlist itself, checks it against RFC 8216 and writes each new MPEG-TS segment once,
-in order, into that rendition's :class:`BytePipe`, which a decoder thread reads.
+each media playlist itself, checks it against RFC 8216 and writes each new segment once, in
+order, into that rendition's :class:`BytePipe`, which a decoder thread reads.
+
+Segments are MPEG-TS, or fragmented MP4 / CMAF (RFC 8216 §3.3) when the playlist has an
+``EXT-X-MAP``: the init segment (ftyp+moov) is fetched once per URI and written into the pipe
+before the first media segment, again after the URI changes and again into a replaced pipe (a
+restarted decoder needs it). :meth:`HlsClient.container` tells the decoder which demuxer to use.
 
 Conditions (``subject`` = rendition name, ``at_s`` = ``time.monotonic()``), each cleared when it
 no longer holds:
@@ -16,8 +21,9 @@ no longer holds:
   one packager output died, not the whole channel.
 * ``hls_sequence``: EXT-X-MEDIA-SEQUENCE or EXT-X-DISCONTINUITY-SEQUENCE went backwards
   (RFC 8216 §6.2.2: MUST NOT decrease), or segments left the window before we could fetch them.
-* ``hls_segment_error``: a segment failed (HTTP status, timeout, empty, not MPEG-TS) after the
-  bounded retries; the client moves on to the next segment.
+* ``hls_segment_error``: a segment failed (HTTP status, timeout, empty, not MPEG-TS, not an MP4
+  box, or its init segment failed) after the bounded retries; the client moves on to the next
+  segment.
 * ``hls_segment_duration``: round(EXTINF) > TARGETDURATION (RFC 8216 §4.3.3.1).
 * ``hls_slow_download``: a segment took >= 0.8 x its EXTINF to download (the link cannot keep up).
 """
@@ -71,7 +77,8 @@ class _Rendition:
     name: str
     url: str
     pipe: BytePipe
-    queue: asyncio.Queue[tuple[int, str, float]] = field(default_factory=asyncio.Queue)
+    # (msn, segment URL, EXTINF, EXT-X-MAP URL or None)
+    queue: asyncio.Queue[tuple[int, str, float, str | None]] = field(default_factory=asyncio.Queue)
     target_duration_s: float | None = None
     media_sequence: int | None = None
     discontinuity_sequence: int | None = None
@@ -83,6 +90,40 @@ class _Rendition:
     written_msns: deque[int] = field(default_factory=lambda: deque(maxlen=1000))
     last_write_s: float = 0.0  # monotonic time the last segment went into the pipe
     bytes_in: int = 0
+    container: str | None = None  # "mpegts" | "mp4", None until known
+    init_url: str | None = None  # EXT-X-MAP URL of ``init``
+    init: bytes | None = None
+    init_written: tuple[BytePipe, str] | None = None  # (pipe, init URL) it went into last
+
+
+def _box_error(body: bytes) -> str | None:
+    """Why ``body`` does not start with a sane ISO BMFF box header (None if it does)."""
+    if len(body) < 8:
+        return f"not an MP4 box ({len(body)} bytes)"
+    size = int.from_bytes(body[:4], "big")
+    kind = body[4:8]
+    if not all(0x20 <= b < 0x7F for b in kind) or not kind[:1].isalnum():
+        return f"not an MP4 box (type {kind!r})"
+    if size == 1 and len(body) >= 16:  # 64-bit largesize follows the type
+        size = int.from_bytes(body[8:16], "big")
+        if size < 16:
+            return f"not an MP4 box ({kind.decode()} largesize {size})"
+    elif size < 8:
+        return f"not an MP4 box ({kind.decode()} size {size})"
+    if size > len(body):
+        return f"truncated MP4 box ({kind.decode()} size {size} > {len(body)} bytes)"
+    return None
+
+
+def _ts_error(body: bytes) -> str | None:
+    if body[0] != TS_SYNC or (len(body) > TS_PACKET and body[TS_PACKET] != TS_SYNC):
+        return "not MPEG-TS (no 0x47 sync byte)"
+    return None
+
+
+def _init_error(body: bytes) -> str | None:
+    """An EXT-X-MAP init segment: MPEG-TS (PAT/PMT) or an MP4 ftyp/moov."""
+    return _ts_error(body) if body[0] == TS_SYNC else _box_error(body)
 
 
 class HlsClient:
@@ -173,6 +214,11 @@ class HlsClient:
 
     def bytes_in(self) -> int:
         return sum(state.bytes_in for state in self._states.values())
+
+    def container(self, name: str) -> str | None:
+        """The rendition's container for the demuxer: "mpegts" | "mp4", None until known."""
+        state = self._states.get(name)
+        return state.container if state else None
 
     def stop(self) -> None:
         """End :meth:`run` soon; callable from any thread, before or during run."""
@@ -306,8 +352,11 @@ class HlsClient:
         )
         if r.next_msn is None and segments:
             r.next_msn = newest  # join at the newest segment: lowest latency for a monitor
+        if segments and r.container is None and segments[-1].init_section is None:
+            r.container = "mpegts"  # with an EXT-X-MAP, the init segment tells (_get_init)
         for msn in range(r.next_msn if r.next_msn is not None else newest + 1, newest + 1):
             seg = segments[msn - msn0]
+            init = seg.init_section
             extinf_s = float(seg.duration or 0.0)
             too_long = math.floor(extinf_s + 0.5) > td
             self._set(
@@ -316,7 +365,8 @@ class HlsClient:
                 too_long,
                 {"msn": msn, "extinf_s": extinf_s, "target_duration_s": td},
             )
-            r.queue.put_nowait((msn, seg.absolute_uri, extinf_s))
+            init_url = init.absolute_uri if init is not None and init.uri else None
+            r.queue.put_nowait((msn, seg.absolute_uri, extinf_s, init_url))
         if segments:
             r.next_msn = max(r.next_msn or 0, newest + 1)
             r.newest_msn = newest
@@ -338,18 +388,26 @@ class HlsClient:
     async def _fetch_segments(self, r: _Rendition) -> None:
         """Download queued segments one at a time, in order, into the rendition's pipe."""
         while True:
-            msn, url, extinf_s = await r.queue.get()
+            msn, url, extinf_s, init_url = await r.queue.get()
             if r.media_sequence is not None and msn < r.media_sequence:
                 # We fell behind (slow link): the segment left the window; stay live instead.
                 detail = {"msn": msn, "url": url, "error": "left the playlist before download"}
                 self._set("hls_segment_error", r.name, True, detail)
                 continue
-            body, error, took_s = await self._download(url)
+            if init_url is not None and not await self._get_init(r, msn, init_url):
+                continue
+            check = _box_error if init_url is not None and r.container == "mp4" else _ts_error
+            body, error, took_s = await self._download(url, check)
             if error is not None:
                 self._set("hls_segment_error", r.name, True, {"msn": msn, "url": url, **error})
                 continue
             assert body is not None
-            r.pipe.write(body)
+            pipe = r.pipe  # once: replace_pipe() may run on another thread meanwhile
+            if init_url is not None and r.init is not None and r.init_written != (pipe, init_url):
+                pipe.write(r.init)  # first segment, a new init URI, or a restarted decoder
+                r.init_written = (pipe, init_url)
+                r.bytes_in += len(r.init)
+            pipe.write(body)
             r.last_write_s = time.monotonic()
             r.bytes_in += len(body)
             r.written_msns.append(msn)
@@ -358,7 +416,23 @@ class HlsClient:
             detail = {"msn": msn, "download_s": round(took_s, 3), "extinf_s": extinf_s}
             self._set("hls_slow_download", r.name, slow, detail)
 
-    async def _download(self, url: str) -> tuple[bytes | None, dict[str, Any] | None, float]:
+    async def _get_init(self, r: _Rendition, msn: int, init_url: str) -> bool:
+        """Have the EXT-X-MAP init segment ``init_url`` in ``r.init``; False if it failed."""
+        if r.init is not None and r.init_url == init_url:
+            return True
+        body, error, _ = await self._download(init_url, _init_error)
+        if error is not None:
+            detail = {"msn": msn, "url": init_url, "init": True, **error}
+            self._set("hls_segment_error", r.name, True, detail)
+            return False
+        assert body is not None
+        r.init, r.init_url = body, init_url
+        r.container = "mpegts" if body[0] == TS_SYNC else "mp4"
+        return True
+
+    async def _download(
+        self, url: str, check: Callable[[bytes], str | None] = _ts_error
+    ) -> tuple[bytes | None, dict[str, Any] | None, float]:
         """(body, None, seconds) or (None, error detail, seconds), after bounded retries."""
         assert self._http is not None
         t0 = time.monotonic()
@@ -384,9 +458,10 @@ class HlsClient:
             if not body:
                 error = {"error": "empty segment"}
                 continue
-            if body[0] != TS_SYNC or (len(body) > TS_PACKET and body[TS_PACKET] != TS_SYNC):
+            problem = check(body)
+            if problem is not None:
                 # Not retried: the server gave a definite, wrong answer.
-                error = {"error": "not MPEG-TS (no 0x47 sync byte)", "bytes": len(body)}
+                error = {"error": problem, "bytes": len(body)}
                 break
             return body, None, time.monotonic() - t0
         return None, {**error, "attempts": attempt + 1}, time.monotonic() - t0

@@ -7,16 +7,22 @@ from a ``ThreadingHTTPServer`` on 127.0.0.1: a live edge computed from a clock (
 segment duration, plus a master playlist. Content index ``msn % n_segments`` loops, with an
 ``EXT-X-DISCONTINUITY`` (and ``DISCONTINUITY-SEQUENCE``) at each wrap, as RFC 8216 §6.2.2 asks.
 
-Fault controls (thread-safe, take effect on the next request): ``freeze``, ``fail_segment``,
-``rewind``, ``set_extinf``, ``stall``, ``serve_html``, ``master_status``.
+``build_ladder(container="fmp4")`` remuxes each rendition into fragmented MP4 instead (CMAF
+style: one init segment = ftyp+moov, each segment = moof+mdat), served with
+``#EXT-X-MAP:URI="init.mp4"`` (RFC 8216 §3.3).
 
-URLs: ``/master.m3u8``, ``/<name>/index.m3u8``, ``/<name>/seg<msn>.ts``.
+Fault controls (thread-safe, take effect on the next request): ``freeze``, ``fail_segment``,
+``garble_segment``, ``rewind``, ``set_extinf``, ``stall``, ``serve_html``, ``master_status``.
+
+URLs: ``/master.m3u8``, ``/<name>/index.m3u8``, ``/<name>/seg<msn>.ts`` (``.m4s`` for fMP4),
+``/<name>/init.mp4``.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import av
+from av.bitstream import BitStreamFilterContext
 
 from monitor.synth import MediaSpec, make_ts
 
@@ -33,12 +40,17 @@ _HTML = b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>\n"
 
 @dataclass(frozen=True)
 class Rendition:
-    """One ladder rung: its name in URLs, the spec it was made from and its TS segments."""
+    """One ladder rung: its name in URLs, the spec it was made from and its segments."""
 
     name: str
     spec: MediaSpec
     segments: tuple[bytes, ...]
     durations_s: tuple[float, ...]
+    init: bytes = b""  # fMP4 init segment (ftyp+moov); empty for MPEG-TS
+
+    @property
+    def extension(self) -> str:
+        return "m4s" if self.init else "ts"
 
     @property
     def audio_only(self) -> bool:
@@ -86,6 +98,71 @@ def split_ts(path: Path, segment_s: float) -> tuple[list[bytes], list[float]]:
     return segments, durations
 
 
+def top_level_boxes(data: bytes) -> list[tuple[str, bytes]]:
+    """(type, bytes) of each top-level ISO BMFF box of ``data``."""
+    boxes = []
+    i = 0
+    while i < len(data):
+        size, kind = struct.unpack(">I4s", data[i : i + 8])
+        if size == 1:
+            size = struct.unpack(">Q", data[i + 8 : i + 16])[0]
+        elif size == 0:
+            size = len(data) - i
+        boxes.append((kind.decode("latin-1"), data[i : i + size]))
+        i += size
+    return boxes
+
+
+def ts_to_fmp4(path: Path, segment_s: float) -> tuple[bytes, list[bytes], list[float]]:
+    """Remux a TS file to fragmented MP4: (init, segments, durations_s).
+
+    Video fragments start at each keyframe (gop = one segment); audio-only ones every
+    ``segment_s``. ``default_base_moof`` keeps each fragment self-describing (tfdt).
+    """
+    buf = io.BytesIO()
+    with av.open(str(path)) as src:
+        streams = [s for s in src.streams if s.type in ("video", "audio")]
+        has_video = any(s.type == "video" for s in streams)
+        options = {"movflags": "empty_moov+default_base_moof+frag_keyframe"}
+        if not has_video:
+            options = {
+                "movflags": "empty_moov+default_base_moof",
+                "frag_duration": str(round(segment_s * 1e6)),
+            }
+        with av.open(buf, "w", format="mp4", options=options) as out:
+            omap = {s.index: out.add_stream_from_template(s) for s in streams}
+            # ADTS (TS) -> AudioSpecificConfig (MP4); the filter copies the TS codec tag along.
+            bsf = {
+                s.index: BitStreamFilterContext("aac_adtstoasc", s, omap[s.index])
+                for s in streams
+                if s.type == "audio"
+            }
+            for o in omap.values():
+                o.codec_context.codec_tag = "\0\0\0\0"
+            for packet in src.demux(streams):
+                if packet.dts is None:
+                    continue  # flush packets
+                index = packet.stream.index
+                for p in bsf[index].filter(packet) if index in bsf else [packet]:
+                    p.stream = omap[index]
+                    out.mux(p)
+    boxes = top_level_boxes(buf.getvalue())
+    init = b"".join(b for kind, b in boxes if kind in ("ftyp", "moov"))
+    segments: list[bytes] = []
+    for kind, b in boxes:
+        if kind == "moof":
+            segments.append(b)
+        elif kind == "mdat" and segments:
+            segments[-1] += b
+    durations: list[float] = []
+    for seg in segments:
+        with av.open(io.BytesIO(init + seg), "r", format="mp4") as c:
+            stream = c.streams.video[0] if c.streams.video else c.streams.audio[0]
+            ticks = [p.duration * p.time_base for p in c.demux(stream) if p.duration]
+            durations.append(float(sum(ticks, 0.0)))
+    return init, segments, durations
+
+
 def build_ladder(
     folder: Path,
     *,
@@ -93,8 +170,14 @@ def build_ladder(
     segment_s: float = 1.0,
     sizes: tuple[tuple[int, int], ...] = ((320, 180), (256, 144), (160, 90)),
     audio_only: bool = True,
+    container: str = "mpegts",
 ) -> list[Rendition]:
-    """Encode each rendition once and cut it into segments (~0.5 s per 20 s rung)."""
+    """Encode each rendition once and cut it into segments (~0.5 s per 20 s rung).
+
+    ``container``: "mpegts" (TS segments) or "fmp4" (init segment + moof/mdat fragments).
+    """
+    if container not in ("mpegts", "fmp4"):
+        raise ValueError(f"container {container!r}: expected 'mpegts' or 'fmp4'")
     fps = 25
     gop = round(segment_s * fps)
     specs = [
@@ -105,8 +188,13 @@ def build_ladder(
         specs.append(("audio-en", MediaSpec(duration_s=duration_s, video=False)))
     ladder = []
     for name, spec in specs:
-        segs, durs = split_ts(make_ts(Path(folder) / f"{name}.ts", spec), segment_s)
-        ladder.append(Rendition(name, spec, tuple(segs), tuple(durs)))
+        ts = make_ts(Path(folder) / f"{name}.ts", spec)
+        if container == "fmp4":
+            init, segs, durs = ts_to_fmp4(ts, segment_s)
+            ladder.append(Rendition(name, spec, tuple(segs), tuple(durs), init))
+        else:
+            segs, durs = split_ts(ts, segment_s)
+            ladder.append(Rendition(name, spec, tuple(segs), tuple(durs)))
     return ladder
 
 
@@ -124,6 +212,7 @@ class LiveHlsServer:
         self._frozen: dict[str, int] = {}
         self._offset: dict[str, int] = dict.fromkeys(self.ladder, 0)
         self._failing: dict[tuple[str, int], int] = {}
+        self._garbled: set[tuple[str, int]] = set()
         self._extinf: dict[str, tuple[int, float]] = {}
         self._stall: list[tuple[float, str | None, str]] = []
         self._html: set[str] = set()
@@ -206,6 +295,13 @@ class LiveHlsServer:
             self._failing[(name, msn)] = status
         return msn
 
+    def garble_segment(self, name: str, msn: int | None = None) -> int:
+        """Answer 200 with bytes that are no segment (default: the next one); returns its MSN."""
+        msn = self.edge(name) + 1 if msn is None else msn
+        with self._lock:
+            self._garbled.add((name, msn))
+        return msn
+
     def rewind(self, name: str, segments: int = 3) -> None:
         """Move ``name``'s media sequence back by ``segments`` (an illegal decrease)."""
         with self._lock:
@@ -269,23 +365,25 @@ class LiveHlsServer:
             ext_from, ext_s = self._extinf.get(name, (math.inf, 0.0))
         lines = [
             "#EXTM3U",
-            "#EXT-X-VERSION:3",
+            f"#EXT-X-VERSION:{7 if r.init else 3}",
             f"#EXT-X-TARGETDURATION:{self.target_duration}",
             f"#EXT-X-MEDIA-SEQUENCE:{first}",
             f"#EXT-X-DISCONTINUITY-SEQUENCE:{max(0, first - 1) // n}",
         ]
+        if r.init:
+            lines.append('#EXT-X-MAP:URI="init.mp4"')
         for msn in range(first, last + 1):
             if msn % n == 0 and msn > 0:
                 lines.append("#EXT-X-DISCONTINUITY")
             dur = ext_s if msn >= ext_from else r.durations_s[msn % n]
-            lines += [f"#EXTINF:{dur:.3f},", f"seg{msn}.ts"]
+            lines += [f"#EXTINF:{dur:.3f},", f"seg{msn}.{r.extension}"]
         return "\n".join(lines) + "\n"
 
     def respond(self, path: str) -> tuple[int, str, bytes]:
         """(status, content type, body) for a request path; sleeps first when stalled."""
         self.requests.append(path)
         parts = path.split("?")[0].strip("/").split("/")
-        kind = "segment" if parts[-1].endswith(".ts") else "playlist"
+        kind = "segment" if parts[-1].endswith((".ts", ".m4s", ".mp4")) else "playlist"
         name = parts[0] if len(parts) == 2 else None
         with self._lock:
             delay = sum(d for d, n, w in self._stall if w in (kind, "all") and n in (None, name))
@@ -308,19 +406,26 @@ class LiveHlsServer:
             if html:
                 return 200, "text/html", _HTML
             return 200, PLAYLIST_TYPE, self.media_playlist(name).encode()
-        if parts[1].startswith("seg") and parts[1].endswith(".ts"):
+        r = self.ladder[name]
+        if parts[1] == "init.mp4" and r.init:
+            return 200, "video/mp4", r.init
+        suffix = f".{r.extension}"
+        if parts[1].startswith("seg") and parts[1].endswith(suffix):
             try:
-                msn = int(parts[1][3:-3])
+                msn = int(parts[1][3 : -len(suffix)])
             except ValueError:
                 return 404, "text/plain", b"not found\n"
             with self._lock:
                 failing = self._failing.get((name, msn))
+                garbled = (name, msn) in self._garbled
             if failing:
                 return failing, "text/plain", b"error\n"
             if not 0 <= msn <= self.edge(name):
                 return 404, "text/plain", b"not found\n"
-            r = self.ladder[name]
-            return 200, "video/mp2t", r.segments[msn % len(r.segments)]
+            ctype = "video/iso.segment" if r.init else "video/mp2t"
+            if garbled:
+                return 200, ctype, bytes(range(256)) * 64
+            return 200, ctype, r.segments[msn % len(r.segments)]
         return 404, "text/plain", b"not found\n"
 
 

@@ -29,8 +29,18 @@ def ladder(tmp_path_factory):
     return build_ladder(tmp_path_factory.mktemp("hls"))
 
 
-@pytest.fixture
-def server(ladder):
+@pytest.fixture(scope="session")
+def fmp4_ladder(tmp_path_factory):
+    """fMP4/CMAF renditions (EXT-X-MAP init + moof/mdat segments), 10 s of content."""
+    return build_ladder(
+        tmp_path_factory.mktemp("hls-fmp4"),
+        duration_s=10.0,
+        sizes=((256, 144), (160, 90)),
+        container="fmp4",
+    )
+
+
+def _serve(ladder):
     before = set(threading.enumerate())
     with LiveHlsServer(ladder) as live:
         yield live
@@ -38,6 +48,16 @@ def server(ladder):
     while set(threading.enumerate()) - before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not set(threading.enumerate()) - before, "server left threads behind"
+
+
+@pytest.fixture
+def server(ladder):
+    yield from _serve(ladder)
+
+
+@pytest.fixture
+def fmp4_server(fmp4_ladder):
+    yield from _serve(fmp4_ladder)
 
 
 @dataclass
@@ -112,6 +132,7 @@ def test_clean_ladder_feeds_every_rendition_consecutive_decodable_segments(serve
 
     assert set(run.client.renditions) == set(ALL)
     assert run.events == [], f"a clean live ladder must raise no condition: {run.events}"
+    assert {run.client.container(name) for name in ALL} == {"mpegts"}
     for name in ALL:
         msns = run.client.written_msns(name)
         assert len(msns) >= 4, (name, msns)
@@ -276,6 +297,91 @@ def test_html_instead_of_media_playlist_raises_hls_playlist(server):
     assert bad.subject == "160x90"
     assert "no #EXTM3U" in bad.detail["error"] and bad.detail["content_type"] == "text/html"
     assert run.subjects("rendition_missing") == {"160x90"}
+
+
+# ---------------------------------------------------------------------------- fMP4 / CMAF
+
+FMP4 = ("256x144", "160x90", "audio-en")
+
+
+class _ReadOnly:
+    """A non-seekable file object, as the decoder's BytePipe is."""
+
+    def __init__(self, data: bytes) -> None:
+        self._file = io.BytesIO(data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._file.read(n)
+
+
+def decode_fmp4(data: bytes, kind: str) -> list:
+    """Decode init + fragments sequentially, as the live decoder reads its pipe."""
+    with av.open(_ReadOnly(data), "r", format="mp4") as container:
+        stream = container.streams.video[0] if kind == "video" else container.streams.audio[0]
+        return list(container.decode(stream))
+
+
+def test_fmp4_ladder_feeds_init_then_fragments_that_decode_in_order(fmp4_server):
+    ladder = fmp4_server.ladder
+    run = follow(fmp4_server.url, 3.2)
+
+    assert set(run.client.renditions) == set(FMP4)
+    assert run.events == [], f"a clean fMP4 ladder must raise no condition: {run.events}"
+    requests = fmp4_server.requests
+    for name in FMP4:
+        assert run.client.container(name) == "mp4"
+        assert requests.count(f"/{name}/init.mp4") == 1, "the init segment is fetched once"
+        msns = run.client.written_msns(name)
+        assert len(msns) >= 3 and msns == list(range(msns[0], msns[0] + len(msns))), msns
+        data, init = run.data[name], ladder[name].init
+        assert data.startswith(init) and data.count(b"moov") == 1, "init once, first"
+        assert data[len(init) + 4 : len(init) + 8] == b"moof"
+    for name in ("256x144", "160x90"):
+        frames = decode_fmp4(run.data[name], "video")
+        assert len(frames) >= 3 * 25
+        assert (frames[0].width, frames[0].height) == tuple(map(int, name.split("x")))
+        pts = np.array([f.pts for f in frames])
+        assert len(set(np.diff(pts))) == 1 and pts[1] > pts[0], "PTS rise one frame at a time"
+    audio = np.array([f.pts for f in decode_fmp4(run.data["audio-en"], "audio")])
+    assert len(audio) > 100 and (np.diff(audio) > 0).all()
+
+
+def test_fmp4_replaced_pipe_gets_the_init_segment_again(fmp4_server):
+    events: list[TransportCondition] = []
+    client = HlsClient(fmp4_server.url, events.append)
+    fresh = BytePipe()
+
+    async def main() -> None:
+        task = asyncio.create_task(client.run())
+        await asyncio.sleep(1.3)
+        client.replace_pipe("160x90", fresh)  # as a restarting decoder does
+        await asyncio.sleep(1.5)
+        client.stop()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+    data = drain(fresh)
+
+    assert events == []
+    assert data.startswith(fmp4_server.ladder["160x90"].init), "a new pipe starts with the init"
+    assert data.count(b"moov") == 1
+    assert len(decode_fmp4(data, "video")) >= 25
+
+
+def test_broken_fmp4_fragment_is_a_segment_error_and_the_next_one_follows(fmp4_server):
+    garbled: list[int] = []
+    run = follow(
+        fmp4_server.url, 3.5, [(1.2, lambda: garbled.append(fmp4_server.garble_segment("160x90")))]
+    )
+
+    (error,) = run.raised("hls_segment_error")
+    assert error.subject == "160x90" and error.detail["msn"] == garbled[0]
+    assert "not an MP4 box" in error.detail["error"], error.detail
+    assert run.cleared("hls_segment_error", "160x90"), "must clear on the next good fragment"
+    msns = run.client.written_msns("160x90")
+    assert garbled[0] not in msns and garbled[0] + 1 in msns
+    pts = np.array([f.pts for f in decode_fmp4(run.data["160x90"], "video")])
+    assert (np.diff(pts) > 0).all(), "the fragments around the broken one still decode in order"
 
 
 # ---------------------------------------------------------------------------- unusable start

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from tests.ingest.hlsserver import LiveHlsServer
-from tests.ingest.test_hls import ladder  # noqa: F401  (the session's encoded ladder)
+from tests.ingest.test_hls import fmp4_ladder, ladder  # noqa: F401  (session-encoded ladders)
 from tests.ingest.test_udp import analyze_live, finish
 
 
@@ -16,6 +16,14 @@ def renditions_seen(events: list[dict]) -> set[str | None]:
 def test_every_rendition_of_a_clean_ladder_is_monitored_without_alarms(ladder):  # noqa: F811
     with LiveHlsServer(ladder) as server:
         code, events, err = finish(analyze_live(server.url, "--duration", "6s"))
+    assert code == 0, err
+    assert events == [], events
+    assert "monitored" in err and " 0 pictures" not in err
+
+
+def test_an_fmp4_ladder_is_decoded_without_alarms(fmp4_ladder):  # noqa: F811
+    with LiveHlsServer(fmp4_ladder) as server:
+        code, events, err = finish(analyze_live(server.url, "--duration", "5s"))
     assert code == 0, err
     assert events == [], events
     assert "monitored" in err and " 0 pictures" not in err

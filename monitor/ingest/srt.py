@@ -440,8 +440,9 @@ def judge(
     artifacts, unlike losses that retransmission recovered. ``srt_decrypt``: packets that
     could not be decrypted. ``srt_rtt``: RTT x 3 above the effective (negotiated) latency,
     which leaves no time to retransmit (standards §7.3); judged only in intervals that
-    received packets, since the smoothed RTT starts at libsrt's 100 ms guess and converges
-    only once data is acknowledged (an idle loopback connection showed 100 ms after 1 s).
+    received packets after an interval that did too, since the smoothed RTT starts at
+    libsrt's 100 ms guess and converges only once data is acknowledged (an idle loopback
+    connection showed 100 ms after 1 s, and a first data interval still showed it).
     """
     base = previous or {}
 
@@ -467,7 +468,11 @@ def judge(
         ),
         "srt_decrypt": (undecrypted > 0, {"undecrypted": undecrypted}),
         "srt_rtt": (
-            grew("pkt_recv_total") > 0 and rtt_ms * RTT_LATENCY_FACTOR > latency_ms,
+            # Judged once data has flowed for a whole interval before this one: the first
+            # data interval can still carry libsrt's 100 ms guess (a false alarm in CI).
+            grew("pkt_recv_total") > 0
+            and int(base.get("pkt_recv_total", 0)) > 0
+            and rtt_ms * RTT_LATENCY_FACTOR > latency_ms,
             {"rtt_ms": round(rtt_ms, 3), "latency_ms": latency_ms},
         ),
     }

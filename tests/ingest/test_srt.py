@@ -308,11 +308,19 @@ def test_judge_flags_drops_not_recovered_losses():
 
 
 def test_judge_flags_rtt_above_a_third_of_the_latency():
-    assert judge(None, _stats(rtt_ms=39.0))["srt_rtt"][0] is False
-    assert judge(None, _stats(rtt_ms=41.0))["srt_rtt"] == (
+    before = _stats(pkt_recv_total=50)  # data already flowed in the interval before
+    assert judge(before, _stats(rtt_ms=39.0))["srt_rtt"][0] is False
+    assert judge(before, _stats(rtt_ms=41.0))["srt_rtt"] == (
         True,
         {"rtt_ms": 41.0, "latency_ms": 120.0},
     )
+
+
+def test_judge_ignores_the_rtt_guess_of_the_first_interval_with_data():
+    # The first data after connecting can still carry libsrt's 100 ms initial guess.
+    assert judge(None, _stats(rtt_ms=100.0))["srt_rtt"][0] is False
+    assert judge(_stats(pkt_recv_total=0), _stats(rtt_ms=100.0))["srt_rtt"][0] is False
+    assert judge(_stats(pkt_recv_total=50), _stats(rtt_ms=100.0))["srt_rtt"][0] is True
 
 
 def test_judge_ignores_the_rtt_guess_of_an_interval_without_data():

@@ -110,60 +110,30 @@ def warm_up() -> None:
 NULL_PACKETS = (bytes([0x47, 0x1F, 0xFF, 0x10]) + bytes(184)) * 7
 
 
-class UdpIngest:
-    """One socket, one rendition; a decoder restart swaps the pipe the reader writes to."""
+class TsReader(Protocol):
+    """A reader thread writing MPEG-TS from the network into its current ``pipe``."""
 
-    def __init__(self, url: str) -> None:
-        self.name = url
-        self.options = UdpOptions.from_url(url)
-        self.reader: UdpReader | None = None
-        self.checks: TransportChecks | None = None
+    pipe: BytePipe
+    tap: Callable[[bytes], None] | None
+    last_receive_s: float
+    bytes_in: int
 
-    def start(self, report: Report) -> None:
-        self.checks = TransportChecks(report)
-        self.reader = UdpReader(self.options, BytePipe(), self.name)
-        self.reader.tap = self.checks.feed
-        self.reader.start()
-
-    def renditions(self) -> list[str | None]:
-        return [None]
-
-    def new_pipe(self, rendition: str | None, read_timeout_s: float) -> BytePipe:
-        assert self.reader is not None
-        pipe = BytePipe(read_timeout_s=read_timeout_s)
-        self.reader.pipe = pipe
-        return pipe
-
-    def last_receive_s(self, rendition: str | None) -> float:
-        return self.reader.last_receive_s if self.reader else 0.0
-
-    def arrival_gap_s(self, rendition: str | None) -> float:
-        return LOSS_GAP_S
-
-    def container(self, rendition: str | None) -> str:
-        return "mpegts"
-
-    def bytes_in(self) -> int:
-        return self.reader.bytes_in if self.reader else 0
-
-    def stop(self) -> None:
-        if self.reader is not None:
-            self.reader.stop()
+    def start(self) -> Any: ...
+    def stop(self) -> None: ...
 
 
-class SrtIngest:
-    """An SRT connection (caller or listener) that reconnects by itself; one rendition."""
+class StreamIngest:
+    """One MPEG-TS stream from a reader thread (UDP/RTP, SRT): one rendition, TR 101 290 on
+    every byte, and a decoder restart simply swaps the pipe the reader writes into."""
 
-    def __init__(self, url: str) -> None:
-        self.options = SrtOptions.from_url(url)
-        self.name = self.options.url  # the passphrase masked: this name goes into messages
-        self.reader: SrtReader | None = None
-        self.checks: TransportChecks | None = None
+    def __init__(self, name: str, make_reader: Callable[[Report], TsReader]) -> None:
+        self.name = name  # for messages: never holds a secret
+        self._make_reader = make_reader
+        self.reader: TsReader | None = None
 
     def start(self, report: Report) -> None:
-        self.checks = TransportChecks(report)
-        self.reader = SrtReader(self.options, BytePipe(), report)
-        self.reader.tap = self.checks.feed
+        self.reader = self._make_reader(report)
+        self.reader.tap = TransportChecks(report).feed
         self.reader.start()
 
     def renditions(self) -> list[str | None]:
@@ -190,6 +160,17 @@ class SrtIngest:
     def stop(self) -> None:
         if self.reader is not None:
             self.reader.stop()
+
+
+def udp_ingest(url: str) -> StreamIngest:
+    options = UdpOptions.from_url(url)
+    return StreamIngest(url, lambda report: UdpReader(options, BytePipe(), url))
+
+
+def srt_ingest(url: str) -> StreamIngest:
+    options = SrtOptions.from_url(url)
+    # options.url has the passphrase masked: that is the name messages show
+    return StreamIngest(options.url, lambda report: SrtReader(options, BytePipe(), report))
 
 
 class HlsIngest:
@@ -267,9 +248,9 @@ def open_ingest(url: str, source: InputConfig) -> Ingest:
     parts = urlsplit(url)
     scheme = parts.scheme
     if scheme in ("udp", "rtp"):
-        return UdpIngest(url)
+        return udp_ingest(url)
     if scheme == "srt":
-        return SrtIngest(url)
+        return srt_ingest(url)
     if scheme in ("http", "https") and parts.path.endswith((".m3u8", ".m3u")):
         return HlsIngest(url, source)
     raise InputError(f"{url}: not a live input streamqc reads itself")

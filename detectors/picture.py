@@ -251,7 +251,3 @@ class PictureAnalyzer:
         if move:
             self._reference = y
         return PictureMeasurement(pts_s, work.tolist(), self._cv, self.black is not None)
-
-    def reset(self) -> None:
-        """Forget the reference picture (after a discontinuity)."""
-        self._reference = None

@@ -52,12 +52,21 @@ BACKOFF_MAX_S = 10.0
 LOSS_GAP_S = 0.25  # less than this between arrivals is ordinary burstiness, not a loss
 
 
+def live_kind(url: str) -> str | None:
+    """Which live input reads ``url`` ("udp", "srt", "hls"), or None: PyAV opens it."""
+    parts = urlsplit(url)
+    if parts.scheme in ("udp", "rtp"):
+        return "udp"
+    if parts.scheme == "srt":
+        return "srt"
+    if parts.scheme in ("http", "https") and parts.path.endswith((".m3u8", ".m3u")):
+        return "hls"
+    return None
+
+
 def is_live_url(url: str) -> bool:
     """Inputs the live runner handles itself (the rest PyAV opens as files or streams)."""
-    parts = urlsplit(url)
-    if parts.scheme in ("http", "https"):
-        return parts.path.endswith((".m3u8", ".m3u"))
-    return parts.scheme in ("udp", "rtp", "srt")
+    return live_kind(url) is not None
 
 
 class Ingest(Protocol):
@@ -245,13 +254,12 @@ class HlsIngest:
 
 
 def open_ingest(url: str, source: InputConfig) -> Ingest:
-    parts = urlsplit(url)
-    scheme = parts.scheme
-    if scheme in ("udp", "rtp"):
+    kind = live_kind(url)
+    if kind == "udp":
         return udp_ingest(url)
-    if scheme == "srt":
+    if kind == "srt":
         return srt_ingest(url)
-    if scheme in ("http", "https") and parts.path.endswith((".m3u8", ".m3u")):
+    if kind == "hls":
         return HlsIngest(url, source)
     raise InputError(f"{url}: not a live input streamqc reads itself")
 
@@ -264,7 +272,6 @@ class LiveSummary:
     restarts: int = 0
     bytes_in: int = 0
     streams: list[StreamInfo] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
 
 
 class Rendition:
@@ -285,7 +292,6 @@ class Rendition:
         self.progress_s = 0.0  # monotonic time media time last advanced
         self.reopen_at_s: float | None = 0.0  # when to (re)open; None while running
         self.backoff_s = BACKOFF_FIRST_S
-        self.restarts = 0
         self.streams: list[StreamInfo] = []
 
     def pipeline_for(self, streams: list[StreamInfo]) -> ChannelPipeline:
@@ -454,7 +460,6 @@ class LiveSession:
             r.reopen_at_s = time.monotonic() + r.backoff_s * jitter
             r.backoff_s = min(r.backoff_s * 2, BACKOFF_MAX_S)
             if payload != "stopped":
-                self.summary.errors.append(str(payload))
                 wait_s = r.reopen_at_s - time.monotonic()
                 self.notice(f"{self.ingest.name}: {payload}; reopening in {wait_s:.1f} s")
         elif kind == "transport":
@@ -468,7 +473,6 @@ class LiveSession:
         for r in self.renditions.values():
             if r.reopen_at_s is not None and now >= r.reopen_at_s:
                 if r.thread is not None:
-                    r.restarts += 1
                     self.summary.restarts += 1
                 self._start_decoder(r)
             elif r.alive and now - r.progress_s > self._watchdog_s(r):

@@ -85,7 +85,6 @@ class Timeline:
     MAX_FORWARD_S = 30.0
 
     def __init__(self, time_base: Fraction, wrap_ticks: int | None) -> None:
-        self.time_base = time_base
         self.seconds_per_tick = float(time_base)  # float, not Fraction: this runs per frame
         self.wrap_ticks = wrap_ticks
         self._offset = 0

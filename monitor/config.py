@@ -17,9 +17,22 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Generic, Literal, TypeVar, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import (
+    Annotated,
+    Any,
+    Generic,
+    Literal,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
+from urllib.parse import urlsplit
 
 import yaml
+from annotated_types import Ge, Interval
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -112,12 +125,120 @@ class ChannelConfig:
     """Analyse every n-th picture row; None picks about 135 rows whatever the size."""
 
 
+def host_port(listen: str) -> tuple[str, int]:
+    """``'127.0.0.1:9108'`` → ``('127.0.0.1', 9108)``; ``'[::1]:9108'`` for IPv6."""
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})", listen)
+    if not match or not 0 < int(match[2]) < 65536:
+        raise ValueError(f"must be HOST:PORT, e.g. 127.0.0.1:9108, got {listen!r}")
+    return match[1].strip("[]"), int(match[2])
+
+
+def broker_address(url: str) -> tuple[str, int, bool]:
+    """``mqtt://host[:port]`` or ``mqtts://host[:port]`` → (host, port, tls)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"url: must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url!r}")
+    if parts.username or parts.password:
+        raise ValueError(
+            "url: no credentials in the URL (they would end up in logs): use username and "
+            "password_file, or STREAMQC_MQTT_PASSWORD"
+        )
+    tls = parts.scheme == "mqtts"
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError:
+        raise ValueError(f"url: bad port in {url!r}") from None
+    return parts.hostname, port, tls
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS to the broker. Without ``ca`` the system's trusted CAs verify the broker."""
+
+    ca: str | None = None
+    """CA bundle (PEM) that signed the broker's certificate."""
+    cert: str | None = None
+    """Client certificate (PEM), for brokers that authenticate clients by certificate."""
+    key: str | None = None
+    """The client certificate's private key (PEM)."""
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """Where alarms, status and thumbnails go.
+
+    Without ``url`` the daemon starts an embedded broker on ``embedded_listen`` (loopback) so
+    everything works on a bare machine; production points ``url`` at a real broker.
+    """
+
+    url: str | None = None
+    """mqtt://HOST[:PORT] (default port 1883) or mqtts://HOST[:PORT] (TLS, default 8883)."""
+    embedded_listen: str = "127.0.0.1:1883"
+    client_id: str | None = None
+    """Default: streamqc-<site>-<hostname>."""
+    username: str | None = None
+    password_file: str | None = None
+    """File holding the password (one line). Or set STREAMQC_MQTT_PASSWORD; never in YAML."""
+    tls: TlsConfig | None = None
+    """Also implied by mqtts://."""
+    prefix: str | None = None
+    """Topic prefix; default streamqc/<site>."""
+    keepalive_s: Annotated[float, Interval(ge=5.0, le=3600.0)] = 30.0
+    queue_max_messages: Annotated[int, Ge(100)] = 100_000
+    """Bound of the on-disk queue that keeps events while the broker is away (oldest dropped)."""
+
+    def __post_init__(self) -> None:
+        if self.url is not None:
+            broker_address(self.url)
+        host_port(self.embedded_listen)
+        if self.prefix is not None and (
+            not self.prefix.strip("/") or any(c in self.prefix for c in "#+\0")
+        ):
+            raise ValueError(f"prefix: must be a topic without wildcards, got {self.prefix!r}")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus ``/metrics`` and ``/healthz``."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:9108"
+
+    def __post_init__(self) -> None:
+        host_port(self.listen)
+
+
+@dataclass(frozen=True)
+class ThumbnailConfig:
+    """JPEG thumbnails: one per channel every ``interval``, and one with each raised alarm."""
+
+    enabled: bool = True
+    interval_s: Annotated[float, Ge(1.0)] = 10.0
+    width: Annotated[int, Interval(ge=32, le=1920)] = 320
+    quality: Annotated[int, Interval(ge=10, le=100)] = 75
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """What ``streamqc run`` needs beyond the channels."""
+
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    thumbnails: ThumbnailConfig = field(default_factory=ThumbnailConfig)
+    workers: int | None = None
+    """Worker processes decoding the channels; None: one per CPU core."""
+    state_dir: str | None = None
+    """Where the on-disk event queue lives; default $STATE_DIRECTORY (systemd), else
+    ~/.local/state/streamqc."""
+
+
 @dataclass(frozen=True)
 class Config:
     version: int
     site: str
     channels: tuple[ChannelConfig, ...]
     source: str = "<defaults>"
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
 
     def channel(self, name: str | None) -> ChannelConfig:
         """The named channel, or the only one when ``name`` is None."""
@@ -229,6 +350,8 @@ def _strict(hint: Any) -> Any:
     if get_origin(hint) is Annotated:
         base, *metadata = get_args(hint)
         return Annotated[(_strict(base), *metadata)]
+    if get_origin(hint) in (Union, UnionType):
+        return Union[tuple(_strict(arg) for arg in get_args(hint))]  # noqa: UP007
     if get_origin(hint) is tuple:
         return tuple[tuple(_strict(arg) if arg is not ... else arg for arg in get_args(hint))]
     if dataclasses.is_dataclass(hint):
@@ -236,18 +359,23 @@ def _strict(hint: Any) -> Any:
     return _STRICT.get(hint, hint)
 
 
-def _fields(cls: type, aliases: dict[str, str] | None = None) -> dict[str, Any]:
+def _fields(cls: type) -> dict[str, Any]:
     """create_model field definitions for a dataclass: types, constraints, defaults.
 
-    A float field named ``*_s`` is a duration, so it also takes ``'500ms'``, ``'2m'``, ...
+    A float field named ``*_s`` is a duration: the YAML key drops the ``_s`` (the unit is in
+    the value: ``raise_after: 2s``) and takes ``'500ms'``, ``'2m'``, ... as well as numbers.
     """
     hints = get_type_hints(cls, include_extras=True)
     definitions: dict[str, Any] = {}
     for spec in dataclasses.fields(cls):
         hint = hints[spec.name]
-        if spec.name.endswith("_s") and hint is float:
-            hint = Duration
-        alias = (aliases or {}).get(spec.name)
+        alias = None
+        base = get_args(hint)[0] if get_origin(hint) is Annotated else hint
+        if spec.name.endswith("_s") and base is float:
+            # A duration: any constraints stay, checked on the parsed seconds.
+            metadata = get_args(hint)[1:] if get_origin(hint) is Annotated else ()
+            hint = Annotated[(float, PlainValidator(parse_duration), *metadata)]
+            alias = spec.name.removesuffix("_s")
         if spec.default is not dataclasses.MISSING:
             default = Field(spec.default, alias=alias)
         elif spec.default_factory is not dataclasses.MISSING:
@@ -297,7 +425,16 @@ def _row_step(row_step: object) -> int | None:
     return row_step
 
 
+def _workers(workers: object) -> int | None:
+    if workers == "auto":
+        return None
+    if type(workers) is not int or workers < 1:
+        raise ValueError("must be 'auto' or an integer >= 1")
+    return workers
+
+
 Url = Annotated[StrictStr, AfterValidator(_url)]
+Workers = Annotated[int | None, PlainValidator(_workers)]
 Name = Annotated[StrictStr, AfterValidator(_name)]
 RowStep = Annotated[int | None, PlainValidator(_row_step)]
 
@@ -312,14 +449,12 @@ def _detector_settings() -> dict[str, type]:
     }
 
 
-# The YAML says `raise_after: 2s`: the unit is in the value, so the name drops AlarmRule's `_s`.
-_RULE_KEYS = {"raise_after_s": "raise_after", "clear_after_s": "clear_after"}
 _RULE_FIELDS = frozenset(spec.name for spec in dataclasses.fields(AlarmRule))
 
 
 def _detector_block(name: str, settings: type) -> type[_Section]:
     """A detector's YAML block: the alarm rule's keys, then the detector's own settings."""
-    rule = _fields(AlarmRule, aliases=_RULE_KEYS)
+    rule = _fields(AlarmRule)
     return create_model(name, __base__=_Section, **rule, **_fields(settings))
 
 
@@ -331,11 +466,7 @@ _Detectors = create_model(
 )
 
 
-class _Input(_Section):
-    url: Url
-    open_timeout_s: Duration = Field(InputConfig.open_timeout_s, alias="open_timeout")
-    read_timeout_s: Duration = Field(InputConfig.read_timeout_s, alias="read_timeout")
-    watchdog_s: Duration = Field(InputConfig.watchdog_s, alias="watchdog")
+_Input = create_model("input", __base__=_Section, **{**_fields(InputConfig), "url": (Url, ...)})
 
 
 class _Inputs(_Section):
@@ -358,6 +489,11 @@ class _Channel(_Section):
 class _File(_Section):
     version: Annotated[int, PlainValidator(_version)]
     site: Name
+    mqtt: _validated(MqttConfig) = Field(default_factory=MqttConfig)  # type: ignore[valid-type]
+    metrics: _validated(MetricsConfig) = Field(default_factory=MetricsConfig)  # type: ignore[valid-type]
+    thumbnails: _validated(ThumbnailConfig) = Field(default_factory=ThumbnailConfig)  # type: ignore[valid-type]
+    workers: Workers = None
+    state_dir: StrictStr | None = None
     defaults: _Defaults = Field(default_factory=_Defaults)
     channels: Annotated[list[_Channel], Field(min_length=1)]
 
@@ -379,7 +515,20 @@ def _build(spec: _File, document: YamlDocument) -> Config:
         _channel(channel, spec.defaults, document, ("channels", i))
         for i, channel in enumerate(spec.channels)
     )
-    return Config(version=spec.version, site=spec.site, channels=channels, source=document.source)
+    daemon = DaemonConfig(
+        mqtt=spec.mqtt,
+        metrics=spec.metrics,
+        thumbnails=spec.thumbnails,
+        workers=spec.workers,
+        state_dir=spec.state_dir,
+    )
+    return Config(
+        version=spec.version,
+        site=spec.site,
+        channels=channels,
+        source=document.source,
+        daemon=daemon,
+    )
 
 
 def _channel(
@@ -433,6 +582,14 @@ def _describe(details: ErrorDetails) -> tuple[KeyPath, str, KeyPath]:
         close = difflib.get_close_matches(key, known, n=1)
         hint = f", did you mean '{close[0]}'?" if close else ""
         return path, f"unknown {noun} '{key}'{hint} (known: {', '.join(known)})", (*path, key)
+    if kind == "value_error" and isinstance(details["input"], dict):
+        # A check across a section's keys (a dataclass's __post_init__): "key: what is wrong"
+        # points at that key; the section itself is not echoed (it may hold a secret).
+        message = str(context["error"])
+        key, _, rest = message.partition(": ")
+        if key in details["input"] and rest:
+            return (*path, key), rest, (*path, key)
+        return path, message, path
     return path, f"{_message(kind, context, details['msg'])}, got {_show(details['input'])}", path
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Literal
@@ -70,6 +70,27 @@ class AlarmEvent:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False, default=str)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlarmEvent:
+        """The inverse of ``to_dict`` (events cross process boundaries as dicts)."""
+        return cls(
+            alarm=data["alarm"],
+            state=data["state"],
+            start=float(data["start"]),
+            end=None if data.get("end") is None else float(data["end"]),
+            channel=data["channel"],
+            input=data["input"],
+            rendition=data.get("rendition"),
+            severity=data["severity"],
+            wallclock=data["wallclock"],
+            id=data["id"],
+            detail=dict(data.get("detail") or {}),
+        )
+
+    @property
+    def subject(self) -> Subject:
+        return Subject(self.channel, self.input, self.rendition)
+
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -85,16 +106,63 @@ class Phase(Enum):
 Emit = Callable[[AlarmEvent], None]
 Merge = Callable[[Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]]
 
+InheritKey = tuple[str, Subject, Any, Any]
+
+
+def _inherit_key(alarm: str, subject: Subject, detail: Mapping[str, Any] | None) -> InheritKey:
+    # An audio stream (silence, audio_missing) or a transport subject (PID, rendition) tells
+    # apart the several trackers of one alarm on one subject.
+    detail = detail or {}
+    return (alarm, subject, detail.get("stream"), detail.get("subject"))
+
+
+class Inheritance:
+    """Alarms that were active when a pipeline restarted (a crashed worker, a changed config).
+
+    A tracker of the new pipeline whose condition is present again resumes the alarm, with its
+    id and start, instead of raising it a second time. An alarm no tracker claims has gone while
+    the pipeline was away; ``expire`` clears it once the new pipeline has seen enough media to
+    know (an alarm clears on evidence, not because a process restarted).
+    """
+
+    def __init__(self, events: Iterable[AlarmEvent] = ()) -> None:
+        self._events = {_inherit_key(e.alarm, e.subject, e.detail): e for e in events}
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def claim(
+        self, alarm: str, subject: Subject, detail: Mapping[str, Any] | None
+    ) -> AlarmEvent | None:
+        return self._events.pop(_inherit_key(alarm, subject, detail), None)
+
+    def expire(self, end_s: float, emit: Emit) -> None:
+        """Clear every unclaimed alarm as ended at media time ``end_s``."""
+        for event in self._events.values():
+            detail = dict(event.detail)
+            detail["duration_s"] = round(max(end_s - event.start, 0.0), 3)
+            detail["cleared_by"] = "absent_after_restart"
+            emit(replace(event, state="cleared", end=end_s, wallclock=utc_now(), detail=detail))
+        self._events.clear()
+
 
 class AlarmTracker:
     """Hysteresis for one alarm of one subject. Observations must come in media-time order."""
 
     def __init__(
-        self, alarm: str, rule: AlarmRule, subject: Subject, emit: Emit, merge: Merge | None = None
+        self,
+        alarm: str,
+        rule: AlarmRule,
+        subject: Subject,
+        emit: Emit,
+        merge: Merge | None = None,
+        inherited: Inheritance | None = None,
     ) -> None:
         """``merge(kept, new)`` folds the detail of each active observation into the alarm's;
-        without it the latest observation's detail is kept."""
+        without it the latest observation's detail is kept. ``inherited`` holds the alarms a
+        restarted pipeline carries over."""
         self.alarm = alarm
+        self._inherited = inherited
         self._merge = merge
         self.rule = rule
         self.subject = subject
@@ -120,6 +188,8 @@ class AlarmTracker:
         phase = self.phase
         if phase is Phase.IDLE:
             if not active:
+                return
+            if self._inherited and self._resume(detail):
                 return
             self._start_s = t_s if since_s is None else min(since_s, t_s)
             self.phase = phase = Phase.PENDING
@@ -158,6 +228,16 @@ class AlarmTracker:
             self._clear(t_s, reason)
         elif self.phase is Phase.CLEARING:
             self._clear(self._end_s)
+
+    def _resume(self, detail: Mapping[str, Any] | None) -> bool:
+        assert self._inherited is not None
+        event = self._inherited.claim(self.alarm, self.subject, detail)
+        if event is None:
+            return False
+        self._id, self._start_s = event.id, event.start
+        self._detail = detail or event.detail
+        self.phase = Phase.RAISED
+        return True
 
     @property
     def active(self) -> bool:

@@ -583,13 +583,11 @@ def _describe(details: ErrorDetails) -> tuple[KeyPath, str, KeyPath]:
         hint = f", did you mean '{close[0]}'?" if close else ""
         return path, f"unknown {noun} '{key}'{hint} (known: {', '.join(known)})", (*path, key)
     if kind == "value_error" and isinstance(details["input"], dict):
-        # A check across a section's keys (a dataclass's __post_init__): "key: what is wrong"
-        # points at that key; the section itself is not echoed (it may hold a secret).
-        message = str(context["error"])
-        key, _, rest = message.partition(": ")
+        # A check in a dataclass's __post_init__ saying "key: what is wrong" points at that
+        # key, and does not echo the section (the mqtt section may hold a secret).
+        key, _, rest = str(context["error"]).partition(": ")
         if key in details["input"] and rest:
             return (*path, key), rest, (*path, key)
-        return path, message, path
     return path, f"{_message(kind, context, details['msg'])}, got {_show(details['input'])}", path
 
 

@@ -34,8 +34,8 @@ from detectors.black import BlackSettings
 from detectors.freeze import FreezeSettings
 from detectors.picture import PictureAnalyzer
 from detectors.silence import SilenceDetector, SilenceSettings
-from monitor.alarms import AlarmTracker, Emit, Subject
-from monitor.config import ChannelConfig, InputConfig
+from monitor.alarms import AlarmTracker, Emit, Inheritance, Subject
+from monitor.config import ChannelConfig, InputConfig, ThumbnailConfig
 from monitor.errors import InputError
 from monitor.ingest.conditions import Report, TransportCondition
 from monitor.ingest.hls import HlsClient
@@ -45,11 +45,30 @@ from monitor.ingest.tr101290 import Tr101290Analyzer, Tr101290Settings
 from monitor.ingest.udp import UdpOptions, UdpReader
 from monitor.media import AudioChunk, MediaSource, Picture, StreamInfo
 from monitor.pipeline import ChannelPipeline
+from monitor.stats import InputStats
+from monitor.thumbnails import Thumbnailer
 
 TICK_S = 0.1
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
 LOSS_GAP_S = 0.25  # less than this between arrivals is ordinary burstiness, not a loss
+STATS_EVERY_S = 1.0
+LATE_AFTER_S = 1.0  # a picture analysed this long after it was decoded counts as late
+CLAIM_WINDOW_S = 5.0
+"""Media a restarted session decodes before inherited alarms nobody claimed are cleared."""
+
+
+class SessionObserver(Protocol):
+    """What a daemon wants of a running session besides its alarm events."""
+
+    def tick(self) -> None:
+        """The control loop is alive (called every tick)."""
+
+    def stats(self, stats: list[InputStats]) -> None:
+        """Every rendition's measurements, about once a second."""
+
+    def thumbnail(self, rendition: str | None, jpeg: bytes) -> None:
+        """A periodic thumbnail of ``rendition``."""
 
 
 def live_kind(url: str) -> str | None:
@@ -293,6 +312,15 @@ class Rendition:
         self.reopen_at_s: float | None = 0.0  # when to (re)open; None while running
         self.backoff_s = BACKOFF_FIRST_S
         self.streams: list[StreamInfo] = []
+        self.first_media_s: float | None = None  # session time of the first decoded media
+        self.thumbnails: Thumbnailer | None = None
+        # Totals for the metrics (they live as long as the session).
+        self.pictures = 0
+        self.pictures_reported = 0
+        self.dropped = 0
+        self.late = 0
+        self.restarts = 0
+        self.video_end_s: float | None = None  # end of the last picture, for gap counting
 
     def pipeline_for(self, streams: list[StreamInfo]) -> ChannelPipeline:
         if self.pipeline is None:  # created once: alarm state outlives reconnects
@@ -301,7 +329,8 @@ class Rendition:
 
 
 class LiveSession:
-    """``streamqc analyze`` of a live URL: runs until ``duration_s`` or Ctrl-C."""
+    """One live input of one channel: ``streamqc analyze`` of a live URL (until ``duration_s``
+    or Ctrl-C) and, in the daemon, a channel input (until ``stop`` is set)."""
 
     def __init__(
         self,
@@ -312,18 +341,39 @@ class LiveSession:
         input_name: str = "primary",
         source: InputConfig | None = None,
         duration_s: float | None = None,
+        stop: threading.Event | None = None,
+        origin_wall_s: float | None = None,
+        inherited: Inheritance | None = None,
+        observer: SessionObserver | None = None,
+        thumbnails: ThumbnailConfig | None = None,
+        persistent: bool = False,
     ) -> None:
+        """``origin_wall_s`` (a time.time()) is session time 0, so a restarted session goes on
+        with the same timeline; ``inherited`` alarms resume instead of raising again; with
+        ``settle_on_exit`` False, alarms still open at the end stay open (the daemon carries
+        them over to the next session) instead of clearing."""
         self.url = url
         self.channel = channel
         self.emit = emit
         self.input_name = input_name
         self.source = source or InputConfig(url=url)
         self.duration_s = duration_s
+        self.stop = stop or threading.Event()
+        self.origin_wall_s = origin_wall_s
+        self.inherited = inherited
+        self.observer = observer
+        self.thumbnail_settings = thumbnails
+        self.persistent = persistent
         self.ingest = open_ingest(url, self.source)
         self.summary = LiveSummary(self.ingest.name)
         self.notice: Callable[[str], None] = lambda message: None
         self._queue: queue.Queue[tuple[str, Rendition | None, Any]] = queue.Queue(maxsize=2000)
         self._start = time.monotonic()
+        self._run_start_s = 0.0  # session time this session began (later than 0 after a restart)
+        self._ingest_started = False
+        self._ingest_retry_s = 0.0
+        self._ingest_backoff_s = BACKOFF_FIRST_S
+        self._next_stats_s = 0.0
         self._transport: dict[tuple[str, str | None], AlarmTracker] = {}
         self._loss: dict[str | None, AlarmTracker] = {}
         self.renditions: dict[str | None, Rendition] = {}
@@ -347,7 +397,12 @@ class LiveSession:
         def make(streams: list[StreamInfo]) -> ChannelPipeline:
             audio = [s for s in streams if s.kind == "audio"]
             return ChannelPipeline(
-                channel, self.input_name, self.emit, audio_streams=audio, rendition=rendition
+                channel,
+                self.input_name,
+                self.emit,
+                audio_streams=audio,
+                rendition=rendition,
+                inherited=self.inherited,
             )
 
         return make
@@ -389,7 +444,7 @@ class LiveSession:
                 for item in media:
                     if stop.is_set():
                         break
-                    self._put(("item", r, item))
+                    self._put(("item", r, (item, time.monotonic())))
                 reason = "stopped" if stop.is_set() else "input ended or went silent"
                 if media.report.read_error:
                     reason = media.report.read_error
@@ -413,9 +468,14 @@ class LiveSession:
 
     def run(self) -> LiveSummary:
         warm_up()
-        self._start = time.monotonic()
-        self.ingest.start(self.report)
+        now = time.monotonic()
+        self._start = (
+            now if self.origin_wall_s is None else now - (time.time() - self.origin_wall_s)
+        )
+        self._run_start_s = self.session_s(now)
+        self._next_stats_s = now + STATS_EVERY_S
         try:
+            self._start_ingest(now)
             self._loop()
         except KeyboardInterrupt:
             pass  # Ctrl-C ends a live analysis like --duration does
@@ -423,29 +483,60 @@ class LiveSession:
             self._shutdown()
         return self.summary
 
+    def _start_ingest(self, now: float) -> None:
+        """Start the network side; a failure (an HLS origin down, say) is an input loss, retried
+        with backoff, not the end of the session."""
+        try:
+            self.ingest.start(self.report)
+            self._ingest_started = True
+        except InputError as exc:
+            if not self.persistent:
+                raise
+            wait_s = self._ingest_backoff_s * random.uniform(0.8, 1.2)
+            self._ingest_retry_s = time.monotonic() + wait_s
+            self._ingest_backoff_s = min(self._ingest_backoff_s * 2, BACKOFF_MAX_S)
+            self.notice(f"{exc}; retrying in {wait_s:.1f} s")
+
+    def _running(self) -> bool:
+        if self.stop.is_set():
+            return False
+        return self.duration_s is None or self.session_s() - self._run_start_s < self.duration_s
+
     def _loop(self) -> None:
-        while self.duration_s is None or self.session_s() < self.duration_s:
+        while self._running():
             try:
                 kind, r, payload = self._queue.get(timeout=TICK_S)
                 self._handle(kind, r, payload)
             except queue.Empty:
                 pass
-            self._tick(time.monotonic())
+            now = time.monotonic()
+            if not self._ingest_started and now >= self._ingest_retry_s:
+                self._start_ingest(now)
+            self._tick(now)
+            if self.observer is not None:
+                self.observer.tick()
+                if now >= self._next_stats_s:
+                    self._next_stats_s = now + STATS_EVERY_S
+                    self.observer.stats(self._stats(now))
 
     def _handle(self, kind: str, r: Rendition | None, payload: Any) -> None:
         if kind == "item":
             assert r is not None
-            item: Picture | AudioChunk = payload
+            item: Picture | AudioChunk
+            item, decoded_s = payload
             pipeline = r.pipeline_for(r.streams)
             pipeline.process(item)
             now = time.monotonic()
             r.last_item_s = now
+            if r.first_media_s is None:
+                r.first_media_s = self.session_s(now)
             if pipeline.media_end_s > r.media_end_s:
                 r.media_end_s = pipeline.media_end_s
                 r.progress_s = now
                 r.backoff_s = BACKOFF_FIRST_S  # flowing again: the next failure starts small
             if type(item) is Picture:
                 self.summary.pictures += 1
+                self._count_picture(r, item, now - decoded_s)
         elif kind == "open":
             assert r is not None
             r.streams = payload
@@ -465,15 +556,74 @@ class LiveSession:
         elif kind == "transport":
             self._observe_transport(payload)
 
+    def _count_picture(self, r: Rendition, picture: Picture, waited_s: float) -> None:
+        r.pictures += 1
+        if waited_s > LATE_AFTER_S:
+            r.late += 1
+        if r.video_end_s is not None and picture.duration_s > 0:
+            gap_s = picture.pts_s - r.video_end_s
+            if gap_s > 1.5 * picture.duration_s:
+                r.dropped += round(gap_s / picture.duration_s)
+        r.video_end_s = picture.pts_s + picture.duration_s
+        if self.thumbnail_settings is not None and self.thumbnail_settings.enabled:
+            if r.thumbnails is None:
+                r.thumbnails = Thumbnailer(self.thumbnail_settings)
+            jpeg = r.thumbnails.offer(picture)
+            if jpeg is not None and self.observer is not None:
+                self.observer.thumbnail(r.name, jpeg)
+
+    def thumbnail_at(self, rendition: str | None, t_s: float) -> bytes | None:
+        """The picture of ``rendition`` (else of any rendition) at media time ``t_s``."""
+        r = self.renditions.get(rendition)
+        candidates = [r] if r is not None else list(self.renditions.values())
+        for c in candidates:
+            if c.thumbnails is not None:
+                return c.thumbnails.at(t_s)
+        return None
+
+    def _stats(self, now: float) -> list[InputStats]:
+        t = self.session_s(now)
+        out = []
+        for r in self.renditions.values():
+            pipeline = r.pipeline
+            fps = (r.pictures - r.pictures_reported) / STATS_EVERY_S
+            r.pictures_reported = r.pictures
+            out.append(
+                InputStats(
+                    channel=self.channel.name,
+                    input=self.input_name,
+                    rendition=r.name,
+                    flowing=r.alive and now - r.progress_s < 2 * STATS_EVERY_S,
+                    media_lag_s=max(t - r.media_end_s, 0.0),
+                    fps=fps,
+                    pictures=r.pictures,
+                    frames_dropped=r.dropped,
+                    frames_late=r.late,
+                    reconnects=r.restarts,
+                    bytes_in=self.ingest.bytes_in() if self._ingest_started else 0,
+                    luma_mean_cv=pipeline.luma_mean_cv() if pipeline else None,
+                    audio_peak_dbfs=tuple(pipeline.take_audio_peaks()) if pipeline else (),
+                )
+            )
+        return out
+
     def _tick(self, now: float) -> None:
         t = self.session_s(now)
-        for name in self.ingest.renditions():
-            if name not in self.renditions:
-                self.renditions[name] = Rendition(name, self._pipeline_factory(name))
+        if self._ingest_started:
+            for name in self.ingest.renditions():
+                if name not in self.renditions:
+                    self.renditions[name] = Rendition(name, self._pipeline_factory(name))
+        else:
+            self._observe_unreachable(now, t)
+        if self.inherited:
+            flowing = [r for r in self.renditions.values() if r.first_media_s is not None]
+            if any(r.media_end_s - r.first_media_s >= CLAIM_WINDOW_S for r in flowing):  # type: ignore[operator]
+                self.inherited.expire(self._run_start_s, self.emit)
         for r in self.renditions.values():
             if r.reopen_at_s is not None and now >= r.reopen_at_s:
                 if r.thread is not None:
                     self.summary.restarts += 1
+                    r.restarts += 1
                 self._start_decoder(r)
             elif r.alive and now - r.progress_s > self._watchdog_s(r):
                 # Media time stopped advancing: unblock the decoder; its thread then ends.
@@ -491,21 +641,39 @@ class LiveSession:
         # Never shorter than two arrival gaps: HLS media comes a segment at a time.
         return max(self.source.watchdog_s, 2 * self.ingest.arrival_gap_s(r.name))
 
-    def _observe_loss(self, r: Rendition, now: float, t: float) -> None:
+    def _loss_tracker(self, rendition: str | None) -> AlarmTracker | None:
         rule = self.channel.input_loss.rule
         if not rule.enabled:
-            return
-        tracker = self._loss.get(r.name)
+            return None
+        tracker = self._loss.get(rendition)
         if tracker is None:
-            subject = Subject(self.channel.name, self.input_name, r.name)
-            tracker = self._loss[r.name] = AlarmTracker("input_loss", rule, subject, self.emit)
+            subject = Subject(self.channel.name, self.input_name, rendition)
+            tracker = AlarmTracker("input_loss", rule, subject, self.emit, None, self.inherited)
+            self._loss[rendition] = tracker
+        return tracker
+
+    def _observe_unreachable(self, now: float, t: float) -> None:
+        """The input could not even be started (an HLS origin down): nothing arrives."""
+        tracker = self._loss_tracker(None)
+        if tracker is not None:
+            begun = self._run_start_s
+            gap = t - begun
+            detail = {"gap_s": round(gap, 1), "reason": "unreachable"}
+            tracker.observe(t, gap > LOSS_GAP_S, since_s=begun, detail=detail)
+
+    def _observe_loss(self, r: Rendition, now: float, t: float) -> None:
+        tracker = self._loss_tracker(r.name)
+        if tracker is None:
+            return
         # Bytes arriving at the socket count as input, whatever the decoder makes of them
         # (garbage is reported by its own alarms); before any byte, the session start counts.
         received = self.ingest.last_receive_s(r.name)
-        last = max(r.last_item_s, received, self._start)
+        last = max(r.last_item_s, received, self._start + self._run_start_s)
         gap = now - last
         lost = gap > self.ingest.arrival_gap_s(r.name)
         tracker.observe(t, lost, since_s=self.session_s(last), detail={"gap_s": round(gap, 1)})
+        if r.name is not None and None in self._loss:  # an unreachable origin is reachable now
+            self._loss[None].observe(t, False)
 
     def _observe_transport(self, condition: TransportCondition) -> None:
         rule = self.channel.transport.rule
@@ -516,7 +684,8 @@ class LiveSession:
         if tracker is None:
             rendition = condition.subject if condition.subject in self.renditions else None
             subject = Subject(self.channel.name, self.input_name, rendition)
-            tracker = self._transport[key] = AlarmTracker(condition.alarm, rule, subject, self.emit)
+            tracker = AlarmTracker(condition.alarm, rule, subject, self.emit, None, self.inherited)
+            self._transport[key] = tracker
         detail = dict(condition.detail)
         if condition.subject is not None and tracker.subject.rendition is None:
             detail.setdefault("subject", condition.subject)
@@ -527,15 +696,18 @@ class LiveSession:
             r.stop.set()
             if r.pipe is not None:
                 r.pipe.close()
-        self.ingest.stop()
-        self.summary.bytes_in = self.ingest.bytes_in()
+        if self._ingest_started:
+            self.ingest.stop()
+            self.summary.bytes_in = self.ingest.bytes_in()
         for r in self.renditions.values():
             if r.thread is not None:
                 r.thread.join(timeout=2.0)
         end = self.session_s()
+        self.summary.media_s = end - self._run_start_s
+        if self.persistent:
+            return
         for r in self.renditions.values():
             if r.pipeline is not None:
                 r.pipeline.finish()
         for tracker in [*self._loss.values(), *self._transport.values()]:
             tracker.finish(end)
-        self.summary.media_s = end

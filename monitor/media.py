@@ -47,6 +47,8 @@ class Picture:
     bit_depth: int
     full_range: bool
     keyframe: bool = False
+    frame: av.VideoFrame | None = None
+    """The decoded frame behind ``luma``: for thumbnails, never for per-picture work."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +375,7 @@ class MediaSource:
             layout.bits,
             full_range,
             frame.key_frame,
+            frame,
         )
 
     def _frame_interval_s(self, stream: av.stream.Stream) -> float:

@@ -6,12 +6,15 @@ callback receives AlarmEvents, so the same pipeline serves ``analyze`` and the d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from detectors.picture import PictureAnalyzer
+import numpy as np
+
+from detectors.picture import PictureAnalyzer, PictureMeasurement
 from detectors.silence import SilenceDetector
-from monitor.alarms import AlarmTracker, Emit, Merge, Subject
+from monitor.alarms import AlarmTracker, Emit, Inheritance, Merge, Subject
 from monitor.config import ChannelConfig
 from monitor.media import AudioChunk, Picture, StreamInfo
 
@@ -31,8 +34,10 @@ class ChannelPipeline:
         *,
         audio_streams: list[StreamInfo],
         rendition: str | None = None,
+        inherited: Inheritance | None = None,
     ) -> None:
         self.channel = channel
+        self._inherited = inherited
         self.subject = Subject(channel.name, input_name, rendition)
         self._emit = emit
         self.trackers: list[AlarmTracker] = []
@@ -65,9 +70,12 @@ class ChannelPipeline:
                     "audio_missing", channel.audio_missing.rule
                 )
         self.picture_count = 0
+        self._last_measurement: PictureMeasurement | None = None
+        # Sample peak per (stream, channel) since the last take_audio_peaks(): for the metrics.
+        self._peaks: dict[int, np.ndarray] = {}
 
     def _tracker(self, alarm: str, rule: Any, merge: Merge | None = None) -> AlarmTracker:
-        tracker = AlarmTracker(alarm, rule, self.subject, self._emit, merge)
+        tracker = AlarmTracker(alarm, rule, self.subject, self._emit, merge, self._inherited)
         self.trackers.append(tracker)
         return tracker
 
@@ -88,6 +96,7 @@ class ChannelPipeline:
             keyframe=picture.keyframe,
         )
         end = picture.pts_s + picture.duration_s
+        self._last_measurement = m
         self.video_end_s = max(self.video_end_s, end)
         self.media_end_s = max(self.media_end_s, end)
         is_black = m.is_black
@@ -111,6 +120,12 @@ class ChannelPipeline:
         end = chunk.pts_s + chunk.duration_s
         self.audio_end_s[chunk.stream] = max(self.audio_end_s.get(chunk.stream, 0.0), end)
         self.media_end_s = max(self.media_end_s, end)
+        peak = np.abs(chunk.samples).max(axis=1) if chunk.samples.shape[1] else None
+        if peak is not None:
+            kept = self._peaks.get(chunk.stream)
+            self._peaks[chunk.stream] = (
+                peak if kept is None or kept.shape != peak.shape else np.maximum(kept, peak)
+            )
         rule = self.channel.silence.rule
         if not rule.enabled:
             return
@@ -137,6 +152,22 @@ class ChannelPipeline:
             if names and len(names) == channels:
                 detail["channel_names"] = [names[c] for c in obs.muted]
             tracker.observe(obs.t_s, bool(obs.muted), detail=detail)
+
+    def luma_mean_cv(self) -> float | None:
+        """Mean luma of the last picture in 8-bit code values (None before any, or black off)."""
+        m = self._last_measurement
+        black = m.black if m is not None else None
+        return None if black is None else black.mean_cv
+
+    def take_audio_peaks(self) -> list[tuple[int, int, float]]:
+        """(stream, channel, sample peak in dBFS) since the last call, and start over."""
+        peaks = [
+            (stream, channel, 20.0 * math.log10(max(float(value), 1e-10)))
+            for stream, values in sorted(self._peaks.items())
+            for channel, value in enumerate(values)
+        ]
+        self._peaks.clear()
+        return peaks
 
     def _channel_names(self, stream: int) -> tuple[str, ...]:
         for info in self.audio_streams:

@@ -102,6 +102,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", metavar="DIR", help="keep the generated clip in DIR")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser(
+        "run",
+        help="the daemon: monitor every channel of a configuration, alarms to MQTT",
+        description="Monitor every input of every channel in FILE until stopped: alarms, "
+        "status and thumbnails to MQTT (an embedded broker when none is configured), "
+        "Prometheus metrics, systemd notifications. SIGHUP reloads FILE; SIGTERM stops.",
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help="configuration (YAML)")
+    p.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="auto (default): readable on a terminal, JSON lines otherwise (journald)",
+    )
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    p.set_defaults(func=cmd_run)
+
     p = sub.add_parser("check-config", help="validate a configuration file and exit")
     p.add_argument("file", metavar="FILE")
     p.set_defaults(func=cmd_check_config)
@@ -200,6 +217,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from monitor.demo import run_demo  # PyAV encoding is only needed here
 
     return run_demo(Path(args.keep) if args.keep else None)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.logs import configure_logging
+    from monitor.supervisor import run_daemon
+
+    json = {"auto": None, "json": True, "console": False}[args.log_format]
+    configure_logging(json=json, level=args.log_level)
+    return asyncio.run(run_daemon(args.config))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -375,6 +375,7 @@ class LiveSession:
         self._ingest_backoff_s = BACKOFF_FIRST_S
         self._next_stats_s = 0.0
         self._transport: dict[tuple[str, str | None], AlarmTracker] = {}
+        self._transport_seen: dict[tuple[str, str | None], tuple[float, bool]] = {}
         self._loss: dict[str | None, AlarmTracker] = {}
         self.renditions: dict[str | None, Rendition] = {}
 
@@ -636,6 +637,7 @@ class LiveSession:
                     r.pipe.close()
                 r.progress_s = now
             self._observe_loss(r, now, t)
+        self._hold_transport(t)
 
     def _watchdog_s(self, r: Rendition) -> float:
         # Never shorter than two arrival gaps: HLS media comes a segment at a time.
@@ -689,7 +691,18 @@ class LiveSession:
         detail = dict(condition.detail)
         if condition.subject is not None and tracker.subject.rendition is None:
             detail.setdefault("subject", condition.subject)
-        tracker.observe(self.session_s(condition.at_s), condition.active, detail=detail)
+        t = max(self.session_s(condition.at_s), self._transport_seen.get(key, (0.0, False))[0])
+        self._transport_seen[key] = (t, condition.active)
+        tracker.observe(t, condition.active, detail=detail)
+
+    def _hold_transport(self, t: float) -> None:
+        """Readers report a condition when it changes: it holds until the next report, so the
+        hold-offs run (and a cleared condition clears) without waiting for one."""
+        for key, tracker in self._transport.items():
+            seen_s, active = self._transport_seen[key]
+            if t > seen_s:
+                self._transport_seen[key] = (t, active)
+                tracker.observe(t, active)
 
     def _shutdown(self) -> None:
         for r in self.renditions.values():

@@ -80,6 +80,11 @@ class ChannelPipeline:
         return tracker
 
     def process(self, item: Picture | AudioChunk) -> None:
+        if self.media_end_s == 0.0 and self.picture_count == 0:
+            # Presence is measured from the first media on, wherever the timeline starts.
+            self.video_end_s = self.media_end_s = item.pts_s
+            for stream in self.audio_end_s:
+                self.audio_end_s[stream] = item.pts_s
         if type(item) is Picture:
             self.picture_count += 1
             self._picture(item)

@@ -54,6 +54,8 @@ BACKOFF_MAX_S = 10.0
 LOSS_GAP_S = 0.25  # less than this between arrivals is ordinary burstiness, not a loss
 STATS_EVERY_S = 1.0
 LATE_AFTER_S = 1.0  # a picture analysed this long after it was decoded counts as late
+JOIN_GRACE_S = 5.0
+"""A decoder joining a live stream mid-GOP sees its first picture only at the next keyframe."""
 CLAIM_WINDOW_S = 5.0
 """Media a restarted session decodes before inherited alarms nobody claimed are cleared."""
 
@@ -404,6 +406,7 @@ class LiveSession:
                 audio_streams=audio,
                 rendition=rendition,
                 inherited=self.inherited,
+                join_grace_s=JOIN_GRACE_S,
             )
 
         return make
@@ -541,6 +544,8 @@ class LiveSession:
         elif kind == "open":
             assert r is not None
             r.streams = payload
+            if r.pipeline is not None:
+                r.pipeline.rejoin()
             if not self.summary.streams:
                 self.summary.streams = payload
         elif kind == "end":

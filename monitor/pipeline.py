@@ -35,7 +35,10 @@ class ChannelPipeline:
         audio_streams: list[StreamInfo],
         rendition: str | None = None,
         inherited: Inheritance | None = None,
+        join_grace_s: float = 0.0,
     ) -> None:
+        """``join_grace_s``: after a decoder joins a live stream, pictures begin only at the
+        next keyframe (a GOP away, often 2-5 s): a kind missing that long is not missing yet."""
         self.channel = channel
         self._inherited = inherited
         self.subject = Subject(channel.name, input_name, rendition)
@@ -70,6 +73,10 @@ class ChannelPipeline:
                     "audio_missing", channel.audio_missing.rule
                 )
         self.picture_count = 0
+        self.join_grace_s = join_grace_s
+        self._joined_s: float | None = None  # media time the current decoder began
+        self._first_join = True
+        self._unseen: set[object] = set()  # kinds not yet decoded since then
         self._last_measurement: PictureMeasurement | None = None
         # Sample peak per (stream, channel) since the last take_audio_peaks(): for the metrics.
         self._peaks: dict[int, np.ndarray] = {}
@@ -80,11 +87,8 @@ class ChannelPipeline:
         return tracker
 
     def process(self, item: Picture | AudioChunk) -> None:
-        if self.media_end_s == 0.0 and self.picture_count == 0:
-            # Presence is measured from the first media on, wherever the timeline starts.
-            self.video_end_s = self.media_end_s = item.pts_s
-            for stream in self.audio_end_s:
-                self.audio_end_s[stream] = item.pts_s
+        if self._joined_s is None:
+            self._join(item.pts_s)
         if type(item) is Picture:
             self.picture_count += 1
             self._picture(item)
@@ -92,7 +96,26 @@ class ChannelPipeline:
             self._audio(item)
         self._presence()
 
+    def rejoin(self) -> None:
+        """A new decoder feeds this pipeline from its next item on (a live input reconnected)."""
+        self._joined_s = None
+
+    def _join(self, t_s: float) -> None:
+        self._joined_s = t_s
+        if self._first_join:  # presence is measured from the first media, wherever it starts
+            self._first_join = False
+            self.video_end_s = self.media_end_s = t_s
+            for stream in self.audio_end_s:
+                self.audio_end_s[stream] = t_s
+        self._unseen = {"video", *self.audio_end_s}
+
+    def _last_seen(self, kind: object, end_s: float) -> float:
+        if kind in self._unseen and self._joined_s is not None:
+            return max(end_s, self._joined_s + self.join_grace_s)
+        return end_s
+
     def _picture(self, picture: Picture) -> None:
+        self._unseen.discard("video")
         m = self.pictures.update(
             picture.luma,
             picture.pts_s,
@@ -122,6 +145,7 @@ class ChannelPipeline:
             self.freeze.observe(m.pts_s, frozen, since_s=freeze.since_s, detail=detail)
 
     def _audio(self, chunk: AudioChunk) -> None:
+        self._unseen.discard(chunk.stream)
         end = chunk.pts_s + chunk.duration_s
         self.audio_end_s[chunk.stream] = max(self.audio_end_s.get(chunk.stream, 0.0), end)
         self.media_end_s = max(self.media_end_s, end)
@@ -183,10 +207,10 @@ class ChannelPipeline:
     def _presence(self) -> None:
         now = self.media_end_s
         if self.video_missing is not None:
-            gap = now - self.video_end_s
-            self.video_missing.observe(now, gap > PRESENCE_TOLERANCE_S, since_s=self.video_end_s)
+            last = self._last_seen("video", self.video_end_s)
+            self.video_missing.observe(now, now - last > PRESENCE_TOLERANCE_S, since_s=last)
         for stream, tracker in self.audio_missing.items():
-            last = self.audio_end_s[stream]
+            last = self._last_seen(stream, self.audio_end_s[stream])
             detail = (
                 {"stream": stream}
                 if stream is not None

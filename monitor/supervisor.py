@@ -496,6 +496,9 @@ class Supervisor:
                 "pid": w.process.pid if w.process else None,
                 "alive": w.alive,
                 "restarts": w.restarts,
+                "inputs": sorted(
+                    f"{c}/{i}" for (c, i), u in list(self.units.items()) if u.worker == w.index
+                ),
             }
             for w in list(self.workers)
         ]

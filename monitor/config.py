@@ -125,11 +125,11 @@ class ChannelConfig:
     """Analyse every n-th picture row; None picks about 135 rows whatever the size."""
 
 
-def host_port(listen: str) -> tuple[str, int]:
+def host_port(listen: str, key: str = "listen") -> tuple[str, int]:
     """``'127.0.0.1:9108'`` → ``('127.0.0.1', 9108)``; ``'[::1]:9108'`` for IPv6."""
     match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})", listen)
-    if not match or not 0 < int(match[2]) < 65536:
-        raise ValueError(f"must be HOST:PORT, e.g. 127.0.0.1:9108, got {listen!r}")
+    if not match or not 0 <= int(match[2]) < 65536:
+        raise ValueError(f"{key}: must be HOST:PORT, e.g. 127.0.0.1:9108, got {listen!r}")
     return match[1].strip("[]"), int(match[2])
 
 
@@ -190,7 +190,7 @@ class MqttConfig:
     def __post_init__(self) -> None:
         if self.url is not None:
             broker_address(self.url)
-        host_port(self.embedded_listen)
+        host_port(self.embedded_listen, "embedded_listen")
         if self.prefix is not None and (
             not self.prefix.strip("/") or any(c in self.prefix for c in "#+\0")
         ):

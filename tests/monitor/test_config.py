@@ -578,3 +578,92 @@ def test_the_example_configs_sample_error_message_is_the_real_one(tmp_path):
 def test_the_demo_config_loads_one_channel_on_loopback_udp():
     config = load_config(CONFIGS / "demo.yaml")
     assert config.channel(None).inputs["primary"].url == "udp://127.0.0.1:5000"
+
+
+# --- The daemon's own settings ---------------------------------------------------------------
+
+
+def test_without_daemon_sections_the_daemon_defaults_to_an_embedded_broker(load):
+    daemon = load(doc(*ONE_CHANNEL)).daemon
+    assert daemon.mqtt.url is None and daemon.mqtt.embedded_listen == "127.0.0.1:1883"
+    assert daemon.metrics.enabled and daemon.metrics.listen == "127.0.0.1:9108"
+    assert daemon.thumbnails.interval_s == 10.0 and daemon.workers is None
+
+
+def test_daemon_sections_load_with_durations_and_nested_tls(load):
+    config = load(
+        doc(
+            *ONE_CHANNEL,
+            'mqtt: {url: "mqtts://noc:8883", username: qc, keepalive: 1m, tls: {ca: /ca.pem}}',
+            "thumbnails: {interval: 2s, width: 160}",
+            "workers: 3",
+            "state_dir: /srv/qc",
+        )
+    )
+    mqtt = config.daemon.mqtt
+    assert (mqtt.url, mqtt.username, mqtt.keepalive_s, mqtt.tls.ca) == (
+        "mqtts://noc:8883", "qc", 60.0, "/ca.pem",
+    )  # fmt: skip
+    assert (config.daemon.thumbnails.interval_s, config.daemon.thumbnails.width) == (2.0, 160)
+    assert config.daemon.workers == 3 and config.daemon.state_dir == "/srv/qc"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        pytest.param(
+            "mqtt: {url: 'mqtt://qc:hunter2@noc'}",
+            "x.yaml:7: mqtt.url: no credentials in the URL (they would end up in logs): use "
+            "username and password_file, or STREAMQC_MQTT_PASSWORD",
+            id="a password in the broker URL is refused without echoing it",
+        ),
+        pytest.param(
+            "mqtt: {url: 'http://noc'}",
+            "x.yaml:7: mqtt.url: must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT], "
+            "got 'http://noc'",
+            id="a broker URL of another scheme",
+        ),
+        pytest.param(
+            "mqtt: {password: x}",
+            "x.yaml:7: mqtt: unknown key 'password', did you mean 'password_file'? (known: url, "
+            "embedded_listen, client_id, username, password_file, tls, prefix, keepalive, "
+            "queue_max_messages)",
+            id="no password key: a file or the environment",
+        ),
+        pytest.param(
+            "mqtt: {prefix: 'qc/#'}",
+            "x.yaml:7: mqtt.prefix: must be a topic without wildcards, got 'qc/#'",
+            id="a wildcard in the topic prefix",
+        ),
+        pytest.param(
+            "mqtt: {keepalive: 1s}",
+            "x.yaml:7: mqtt.keepalive: must be >= 5, got '1s'",
+            id="a keepalive too short",
+        ),
+        pytest.param(
+            "metrics: {listen: '9108'}",
+            "x.yaml:7: metrics.listen: must be HOST:PORT, e.g. 127.0.0.1:9108, got '9108'",
+            id="a metrics address without host",
+        ),
+        pytest.param(
+            "thumbnails: {interval: 500ms}",
+            "x.yaml:7: thumbnails.interval: must be >= 1, got '500ms'",
+            id="thumbnails faster than one a second",
+        ),
+        pytest.param(
+            "workers: 0",
+            "x.yaml:7: workers: must be 'auto' or an integer >= 1, got 0",
+            id="no workers",
+        ),
+    ],
+)
+def test_each_daemon_setting_mistake_is_one_exact_line(error, line, message):
+    assert error(doc(*ONE_CHANNEL, line)) == message
+
+
+def test_the_example_documents_every_daemon_setting():
+    text = (CONFIGS / "example.yaml").read_text()
+    config = load_config(CONFIGS / "example.yaml")
+    for section in (config.daemon.mqtt, config.daemon.metrics, config.daemon.thumbnails):
+        for spec in dataclasses.fields(section):
+            assert f"{spec.name.removesuffix('_s')}:" in text, spec.name

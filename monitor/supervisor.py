@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import multiprocessing
 import os
 import random
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.alarms import AlarmEvent, utc_now
-from monitor.config import Config, ThumbnailConfig, host_port, load_config
+from monitor.config import ChannelConfig, Config, ThumbnailConfig, host_port, load_config
 from monitor.errors import ConfigError, StreamqcError
 from monitor.live import live_kind
 from monitor.logs import get_logger, log_record
@@ -134,6 +135,7 @@ class Supervisor:
         self._notify_status = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._worker_restarts = 0
+        self._alarm_file: Path | None = None
 
     # --- running --------------------------------------------------------------------------
 
@@ -141,6 +143,7 @@ class Supervisor:
         self._loop = asyncio.get_running_loop()
         daemon = self.config.daemon
         state_dir = Path(daemon.state_dir) if daemon.state_dir else default_state_dir()
+        self._alarm_file = state_dir / f"alarms-{self.config.site}.json"
         spool = Spool(
             state_dir / f"queue-{self.config.site}.sqlite",
             daemon.mqtt.queue_max_messages,
@@ -175,8 +178,17 @@ class Supervisor:
             sink_task = asyncio.create_task(self.sink.run(), name="mqtt")
             self._install_signals()
             self._start_workers()
+            remembered = self._load_alarms()
             for unit in self._plan(self.config):
+                entry = remembered.pop(unit.key, None)
+                if entry is not None:  # alarms open when the daemon last stopped carry on
+                    unit.spec = replace(unit.spec, origin_wall_s=entry[0])
+                    unit.active = {e.id: e for e in entry[1]}
                 self._start_unit(unit)
+            for key, (origin, active) in remembered.items():
+                # Inputs gone from the configuration while the daemon was down.
+                spec = UnitSpec(ChannelConfig(name=key[0]), key[1], origin, daemon.thumbnails)
+                self._clear_removed(Unit(spec, worker=-1, active={e.id: e for e in active}))
             for channel in self.config.channels:
                 self._publish_status(channel.name)
             health = asyncio.create_task(self._health_loop(), name="health")
@@ -193,6 +205,7 @@ class Supervisor:
             self.log.info("stopping")
             health.cancel()
             await self._stop_workers()
+            self._save_alarms()
             final: dict[str, bytes | None] = {
                 self.topics.status(name): to_json(self._status_payload(name, offline=True))
                 for name in self._channel_names()
@@ -265,22 +278,63 @@ class Supervisor:
             self._start_unit(unit)
         elif then == "remove":
             self.units.pop(unit.key, None)
-            origin = unit.spec.origin_wall_s
-            for event in list(unit.active.values()):
-                detail = {**event.detail, "cleared_by": "channel_removed"}
-                end = time.time() - origin
-                detail["duration_s"] = round(max(end - event.start, 0.0), 3)
-                cleared = replace(event, state="cleared", end=end, wallclock=utc_now())
-                self._on_event(unit, replace(cleared, detail=detail), None)
-            channel = unit.key[0]
-            if not any(k[0] == channel for k in self.units):
-                assert self.sink is not None
-                self.sink.set_retained(self.topics.status(channel), None)
-                self.sink.set_retained(self.topics.thumbnail(channel), None)
-                self._last_status.pop(channel, None)
-                self.metrics.remove_channel(channel)
-            else:
-                self._publish_status(channel)
+            self._clear_removed(unit)
+            self._publish_status(unit.key[0])  # the new status, or none when the channel is gone
+            self._save_alarms()
+
+    def _clear_removed(self, unit: Unit) -> None:
+        """Clear the alarms of an input that is no longer configured."""
+        end = time.time() - unit.spec.origin_wall_s
+        for event in list(unit.active.values()):
+            detail = {**event.detail, "cleared_by": "channel_removed"}
+            detail["duration_s"] = round(max(end - event.start, 0.0), 3)
+            cleared = replace(event, state="cleared", end=end, wallclock=utc_now(), detail=detail)
+            self._on_event(unit, cleared, None)
+
+    # --- alarms that outlive the daemon ---------------------------------------------------
+
+    def _load_alarms(self) -> dict[UnitKey, tuple[float, list[AlarmEvent]]]:
+        """What ``_save_alarms`` left: each input's timeline origin and its open alarms."""
+        path = self._alarm_file
+        if path is None or not path.exists():
+            return {}
+        try:
+            data = json.loads(path.read_text())
+            return {
+                (entry["channel"], entry["input"]): (
+                    float(entry["origin_wall_s"]),
+                    [AlarmEvent.from_dict(e) for e in entry["active"]],
+                )
+                for entry in data["inputs"]
+            }
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self.log.warning(
+                "ignoring the saved alarm state", file=str(path), reason=f"{type(exc).__name__}"
+            )
+            return {}
+
+    def _save_alarms(self) -> None:
+        """Keep the open alarms on disk, so a restarted daemon resumes (or clears) them
+        instead of leaving consoles with raises that never clear."""
+        path = self._alarm_file
+        if path is None:
+            return
+        inputs = [
+            {
+                "channel": unit.key[0],
+                "input": unit.key[1],
+                "origin_wall_s": unit.spec.origin_wall_s,
+                "active": [e.to_dict() for e in unit.active.values()],
+            }
+            for unit in self.units.values()
+        ]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps({"version": 1, "inputs": inputs}))
+            os.replace(temporary, path)
+        except OSError as exc:
+            self.log.error("cannot save the alarm state", file=str(path), reason=exc.strerror)
 
     def _workers_wanted(self) -> int:
         wanted = self.config.daemon.workers or os.cpu_count() or 1
@@ -418,6 +472,7 @@ class Supervisor:
             unit.active[event.id] = event
         else:
             unit.active.pop(event.id, None)
+        self._save_alarms()
         payload = event.to_dict()
         if jpeg is not None:
             payload["detail"]["thumbnail"] = self.topics.alarm_thumbnail(event.channel, event.id)
@@ -455,6 +510,12 @@ class Supervisor:
 
     def _publish_status(self, channel: str) -> None:
         assert self.sink is not None
+        if not any(key[0] == channel for key in self.units):  # removed: delete its status
+            self._last_status.pop(channel, None)
+            self.sink.set_retained(self.topics.status(channel), None)
+            self.sink.set_retained(self.topics.thumbnail(channel), None)
+            self.metrics.remove_channel(channel)
+            return
         payload = self._status_payload(channel)
         self.metrics.set_channel_state(channel, payload["state"])
         comparable = to_json({**payload, "updated": None})

@@ -66,7 +66,8 @@ class Channel:
         return text
 
     def start(self) -> None:
-        self.sender = UdpSender(self.clip, self.port, CLIP_S).start()
+        if self.sender is None:  # a restarted daemon finds its feeds still running
+            self.sender = UdpSender(self.clip, self.port, CLIP_S).start()
 
     def stop(self) -> None:
         if self.sender is not None:

@@ -200,3 +200,43 @@ def test_a_file_input_or_a_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> 
     busy.close()
     assert run.returncode == 1, run.stderr
     assert "address in use" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_alarms_open_at_a_restart_resume_and_those_of_removed_channels_clear(
+    tmp_path: Path, clips: Clips, mosquitto: Mosquitto, daemons: list[Daemon]
+) -> None:
+    silent = Channel("silent", clips.silent)
+    daemon = Daemon(tmp_path, [silent], broker_url=mosquitto.url)
+    daemons.append(daemon.start())
+    sub = Subscriber(mosquitto.port, "streamqc/#")
+    raised = sub.wait_for(lambda m: m.topic.endswith("silent/alarms") and b"raised" in m.payload)
+    alarm = json.loads(raised.payload)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0
+
+    # Restarted (systemd would): the standing silence is the same alarm, not a second one.
+    daemon.start()
+    online(sub, daemon)
+    daemon.wait_metric("streamqc_decoded_fps", lambda v: v > 20, channel="silent")
+    time.sleep(6.0)  # past the window in which a restarted input reclaims its alarms
+    assert [(e["state"], e["id"]) for e in events(sub.received(), "silent")] == [
+        ("raised", alarm["id"])
+    ]
+    status = retained_json(sub.received(), daemon.topic("silent", "status"))
+    [active] = status["inputs"]["primary"]["alarms"]
+    assert (active["id"], active["start"]) == (alarm["id"], alarm["start"])
+
+    # Stopped again, and the channel taken out of the configuration meanwhile.
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0
+    other = Channel("other", clips.clean)
+    daemon.channels = {"other": other}
+    silent.stop()
+    daemon.write_config([other])
+    daemon.start()
+    cleared = sub.wait_for(lambda m: m.topic.endswith("silent/alarms") and b"cleared" in m.payload)
+    cleared_event = json.loads(cleared.payload)
+    assert cleared_event["id"] == alarm["id"]
+    assert cleared_event["detail"]["cleared_by"] == "channel_removed"
+    sub.wait_for(lambda m: m.topic == daemon.topic("silent", "status") and m.payload == b"")
+    sub.close()

@@ -8,6 +8,7 @@ Set STREAMQC_DEBUG=1 to see tracebacks of unexpected errors.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import sys
 from collections.abc import Sequence
@@ -227,6 +228,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     json = {"auto": None, "json": True, "console": False}[args.log_format]
     configure_logging(json=json, level=args.log_level)
+    # A watchdog kill (SIGABRT) then leaves every thread's Python stack in the journal.
+    faulthandler.enable()
     return asyncio.run(run_daemon(args.config))
 
 

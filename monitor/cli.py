@@ -95,12 +95,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="make a clip with faults at known times, analyse it, compare",
-        description="Generate a 30 s clip with black, a freeze, silence, a muted channel and a "
-        "dark scene at known times, analyse it and show what was found against what was "
-        "injected. Needs nothing but streamqc itself.",
+        help="watch the daemon find faults in live feeds on this machine (--offline: in a file)",
+        description="Play three generated channels as live MPEG-TS/UDP feeds on loopback, with "
+        "black, a freeze and silence at known times, run the daemon on them (embedded MQTT "
+        "broker, metrics) and print the alarms and status changes arriving over MQTT, then "
+        "what was found against what was injected. Exit 0 when they match, 1 when not, 130 "
+        "when stopped early. Needs nothing but streamqc itself.",
     )
-    p.add_argument("--keep", metavar="DIR", help="keep the generated clip in DIR")
+    p.add_argument(
+        "--duration",
+        metavar="DUR",
+        help="how long the live demo runs (default 40s; the clips loop every 60 s)",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="analyse one 30 s clip with faults instead (black, freeze, silence, a muted "
+        "channel, a dark scene): no daemon, no network, a few seconds",
+    )
+    p.add_argument("--keep", metavar="DIR", help="keep the generated clips (and config) in DIR")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
@@ -119,6 +132,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "agent",
+        help="the failover agent on an encoder host: switch commands over MQTT",
+        description="Take the daemon's switch commands for the channels in FILE over MQTT and "
+        "put the other input on air (restart the encoder, call its HTTP API or run a script); "
+        "acknowledge each command and keep the encoder's state retained. SIGTERM stops.",
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help="agent configuration (YAML)")
+    p.add_argument(
+        "--check", action="store_true", help="validate FILE and exit (files it names unread)"
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="auto (default): readable on a terminal, JSON lines otherwise (journald)",
+    )
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    p.set_defaults(func=cmd_agent)
 
     p = sub.add_parser("check-config", help="validate a configuration file and exit")
     p.add_argument("file", metavar="FILE")
@@ -215,9 +248,24 @@ def print_live_summary(s: LiveSummary) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from monitor.demo import run_demo  # PyAV encoding is only needed here
+    keep = Path(args.keep) if args.keep else None
+    if args.offline:
+        if args.duration is not None:
+            raise ConfigError("--duration is for the live demo; --offline plays a 30 s clip")
+        from monitor.demo_offline import run_demo as run_offline  # PyAV encoding only here
 
-    return run_demo(Path(args.keep) if args.keep else None)
+        return run_offline(keep)
+    from monitor.demo import DEFAULT_DURATION_S, run_demo
+
+    if args.duration is None:
+        return run_demo(DEFAULT_DURATION_S, keep)
+    try:
+        duration_s = parse_duration(args.duration)
+    except ValueError as exc:
+        raise ConfigError(f"--duration: {exc}") from None
+    if duration_s <= 0:
+        raise ConfigError(f"--duration: must be more than 0, got {args.duration}")
+    return run_demo(duration_s, keep)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -238,6 +286,24 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     names = ", ".join(c.name for c in config.channels)
     print(f"{args.file}: OK: site {config.site}, {len(config.channels)} channels ({names})")
     return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.agentconfig import load_agent_config, run_agent
+    from monitor.logs import configure_logging
+
+    config = load_agent_config(args.config)
+    if args.check:
+        names = ", ".join(c.name for c in config.settings.channels)
+        print(f"{args.config}: OK: agent {config.settings.agent_id}, channels {names}")
+        return 0
+    broker = config.broker()  # reads the password and TLS files: a bad one is exit 2 now
+    json = {"auto": None, "json": True, "console": False}[args.log_format]
+    configure_logging(json=json, level=args.log_level)
+    faulthandler.enable()
+    return asyncio.run(run_agent(config, broker))
 
 
 if __name__ == "__main__":

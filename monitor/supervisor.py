@@ -356,7 +356,13 @@ class Supervisor:
             name=f"streamqc-worker-{worker.index}",
             daemon=True,
         )
-        process.start()
+        # SIG_IGN survives exec: a Ctrl-C meant for the supervisor must not reach a worker
+        # still importing (it would print a traceback); the worker ignores SIGINT itself later.
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            process.start()
+        finally:
+            signal.signal(signal.SIGINT, handler)
         child.close()
         worker.process, worker.conn = process, parent
         worker.started_s = worker.last_heartbeat_s = time.monotonic()

@@ -244,8 +244,8 @@ def test_freeze_survives_keyframes_that_re_encode_the_still(media, streamqc, crf
     assert close(found[0][1], 3.0, FRAME_S) and close(found[0][2], 9.0, FRAME_S)
 
 
-def test_demo_finds_every_injected_fault_and_nothing_else(streamqc, tmp_path):
-    run = streamqc("demo", "--keep", str(tmp_path))
+def test_offline_demo_finds_every_injected_fault_and_nothing_else(streamqc, tmp_path):
+    run = streamqc("demo", "--offline", "--keep", str(tmp_path))
     assert run.code == 0, run.stderr
     assert "every fault found, no false alarm" in run.stderr
     assert (tmp_path / "demo.ts").exists()

@@ -145,6 +145,9 @@ class MqttSink:
         self._retained: dict[str, bytes | None] = {}
         self._retained_due: set[str] = set()
         self._transient: deque[tuple[str, bytes, bool]] = deque(maxlen=transient_max)
+        self._immediate: deque[tuple[str, bytes, bool]] = deque(maxlen=256)
+        self._subscriptions: dict[str, Callable[[str, bytes], None]] = {}
+        self._subscribe_due: set[str] = set()
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
         self._connected = False
@@ -203,6 +206,26 @@ class MqttSink:
             return
         self._transient.append((topic, payload, retain))  # full: the oldest goes
         self._wake.set()
+
+    def publish_now(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """QoS 1 but not queued on disk: for what is stale once the broker is back (a switch
+        command has its own ack timeout and escalation). Dropped when not connected."""
+        if not self._connected or self._closing.is_set():
+            self.transient_dropped += 1
+            return
+        self._immediate.append((topic, payload, retain))
+        self._wake.set()
+
+    def subscribe(self, topic_filter: str, handler: Callable[[str, bytes], None]) -> None:
+        """Call ``handler(topic, payload)`` for every message matching ``topic_filter`` (QoS 1),
+        from now on and after every reconnect."""
+        self._subscriptions[topic_filter] = handler
+        self._subscribe_due.add(topic_filter)
+        self._wake.set()
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        self._subscriptions.pop(topic_filter, None)
+        self._subscribe_due.discard(topic_filter)
 
     async def run(self) -> None:
         """Connect and publish until ``close()``; only CancelledError gets out."""
@@ -291,17 +314,25 @@ class MqttSink:
                 self.reconnects += 1
             self._ever_connected = True
             self._retained_due.update(self._retained)
+            self._subscribe_due.update(self._subscriptions)
             self._log("mqtt connected", broker=self._broker, queued=self.queued)
             try:
-                await _until_first(self._drain(client), _until_disconnected(client))
+                await _until_first(self._drain(client), self._receive(client))
             finally:
                 self._connected = False
                 self._transient.clear()
+                self._immediate.clear()
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         """Publish whatever is due, then sleep until there is more; return once closed."""
         while True:
             self._wake.clear()
+            for topic_filter in sorted(self._subscribe_due):
+                self._subscribe_due.discard(topic_filter)
+                await client.subscribe(topic_filter, qos=1)
+            while self._immediate:
+                topic, payload, retain = self._immediate.popleft()
+                await client.publish(topic, payload, qos=1, retain=retain)
             await self._publish_retained(client)
             if await self._publish_spooled(client):
                 continue  # retained values set meanwhile go before the next batch
@@ -310,7 +341,7 @@ class MqttSink:
             while self._transient:
                 topic, payload, retain = self._transient.popleft()
                 await client.publish(topic, payload, qos=0, retain=retain)
-            if not self._retained_due:
+            if not self._retained_due and not self._subscribe_due and not self._immediate:
                 await self._wake.wait()
 
     async def _publish_spooled(self, client: aiomqtt.Client) -> bool:
@@ -363,15 +394,25 @@ class MqttSink:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-
-async def _until_disconnected(client: aiomqtt.Client) -> None:
-    """Raise MqttError when the connection is lost (we subscribe to nothing: no messages)."""
-    try:
-        async for _message in client.messages:
-            pass
-    except aiomqtt.MqttError as error:  # aiomqtt says "Disconnected during message iteration"
-        why = f": {error.__cause__}" if error.__cause__ else ""
-        raise aiomqtt.MqttError(f"connection lost{why}") from None
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        """Hand subscribed messages to their handlers; raise MqttError when the connection is
+        lost (aiomqtt's publish would only notice at its timeout)."""
+        try:
+            async for message in client.messages:
+                payload = message.payload if isinstance(message.payload, bytes) else b""
+                for topic_filter, handler in list(self._subscriptions.items()):
+                    if message.topic.matches(topic_filter):
+                        try:
+                            handler(message.topic.value, payload)
+                        except Exception as error:  # noqa: BLE001 - a handler bug is logged
+                            self._log(
+                                "mqtt handler failed",
+                                topic=message.topic.value,
+                                reason=f"{type(error).__name__}: {error}",
+                            )
+        except aiomqtt.MqttError as error:  # aiomqtt says "Disconnected during message iteration"
+            why = f": {error.__cause__}" if error.__cause__ else ""
+            raise aiomqtt.MqttError(f"connection lost{why}") from None
 
 
 async def _until_first(*work: Awaitable[None]) -> None:

@@ -453,3 +453,41 @@ def test_an_unreadable_password_file_names_the_file_not_its_content(tmp_path):
     with pytest.raises(ConfigError, match="is not UTF-8 text") as error:
         BrokerSettings.from_config(config, "id")
     assert "secret" not in str(error.value) and "xff" not in str(error.value)
+
+
+def test_subscriptions_reach_their_handler_again_after_the_broker_restarts(
+    mosquitto, tmp_path, mqtt_log
+):
+    got: list[tuple[str, bytes]] = []
+
+    async def scenario():
+        sink = make_sink(plain(mosquitto.port), tmp_path, mqtt_log)
+        sink.subscribe("streamqc/test/+/failover/ack", lambda t, p: got.append((t, p)))
+        runner = asyncio.create_task(sink.run())
+        await until(lambda: sink.connected)
+        await asyncio.sleep(0.3)  # the SUBSCRIBE goes out right after the connect
+        sink.publish_now("streamqc/test/news/failover/ack", b"first")
+        sink.publish_now("streamqc/test/news/failover/command", b"not subscribed")
+        await until(lambda: len(got) == 1)
+        await blocking(mosquitto.restart)
+        await until(lambda: sink.connected and sink.reconnects == 1, 20)
+        await asyncio.sleep(0.3)
+        sink.publish_now("streamqc/test/sport/failover/ack", b"second")
+        await until(lambda: len(got) == 2)
+        await sink.close({})
+        await runner
+
+    run(scenario())
+    assert got == [
+        ("streamqc/test/news/failover/ack", b"first"),
+        ("streamqc/test/sport/failover/ack", b"second"),
+    ]
+
+
+def test_publish_now_is_dropped_not_queued_while_disconnected(tmp_path, mqtt_log):
+    async def scenario():
+        sink = make_sink(plain(1), tmp_path, mqtt_log)  # nothing listens on port 1
+        sink.publish_now("streamqc/test/news/failover/command", b"stale later")
+        assert sink.queued == 0 and sink.transient_dropped == 1
+
+    run(scenario())

@@ -1,1 +1,1 @@
-"""streamqc failover: policy, command/ack protocol and the encoder-side agent ."""
+"""streamqc failover: policy, command/ack protocol and the encoder-side agent."""

@@ -36,6 +36,7 @@ from annotated_types import Ge, Interval
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainValidator,
@@ -52,6 +53,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from detectors.black import BlackSettings
 from detectors.freeze import FreezeSettings
 from detectors.silence import SilenceSettings
+from failover.settings import FailoverSettings, Trigger
 from monitor.errors import ConfigError
 from monitor.yamlsource import KeyPath, YamlDocument, load_yaml
 
@@ -123,6 +125,8 @@ class ChannelConfig:
     """The one rule of every transport alarm: tr101290_*, srt_*, hls_*, rendition_missing."""
     row_step: int | None = None
     """Analyse every n-th picture row; None picks about 135 rows whatever the size."""
+    failover: FailoverSettings = field(default_factory=FailoverSettings)
+    """When to switch the encoder to the backup input and back (mode off by default)."""
 
 
 def host_port(listen: str, key: str = "listen") -> tuple[str, int]:
@@ -370,12 +374,17 @@ def _fields(cls: type) -> dict[str, Any]:
     for spec in dataclasses.fields(cls):
         hint = hints[spec.name]
         alias = None
+        optional = get_origin(hint) in (Union, UnionType) and type(None) in get_args(hint)
+        if optional:  # `X | None`: the duration test below is on X
+            hint = next(arg for arg in get_args(hint) if arg is not type(None))
         base = get_args(hint)[0] if get_origin(hint) is Annotated else hint
         if spec.name.endswith("_s") and base is float:
             # A duration: any constraints stay, checked on the parsed seconds.
             metadata = get_args(hint)[1:] if get_origin(hint) is Annotated else ()
             hint = Annotated[(float, PlainValidator(parse_duration), *metadata)]
             alias = spec.name.removesuffix("_s")
+        if optional:
+            hint = hint | None
         if spec.default is not dataclasses.MISSING:
             default = Field(spec.default, alias=alias)
         elif spec.default_factory is not dataclasses.MISSING:
@@ -386,11 +395,20 @@ def _fields(cls: type) -> dict[str, Any]:
     return definitions
 
 
+_SHORTHAND: dict[type, str] = {Trigger: "alarm"}
+"""Dataclasses that may be written as one scalar: ``black`` for ``{alarm: black}``."""
+
+
 @functools.cache
 def _validated(cls: type) -> Any:
     """A type that validates a YAML mapping and yields an instance of the dataclass ``cls``."""
     model = create_model(cls.__name__, __base__=_Section, **_fields(cls))
-    return Annotated[model, AfterValidator(lambda section: cls(**dict(section)))]
+    build = AfterValidator(lambda section: cls(**dict(section)))
+    if cls in _SHORTHAND:
+        key = _SHORTHAND[cls]
+        expand = BeforeValidator(lambda value: {key: value} if isinstance(value, str) else value)
+        return Annotated[model, expand, build]
+    return Annotated[model, build]
 
 
 _SCHEMES = ("file", "http", "https", "udp", "rtp", "srt", "tcp")
@@ -474,9 +492,13 @@ class _Inputs(_Section):
     backup: _Input | None = None
 
 
+_Failover = create_model("failover", __base__=_Section, **_fields(FailoverSettings))
+
+
 class _Defaults(_Section):
     row_step: RowStep = None
     detectors: _Detectors = Field(default_factory=_Detectors)  # type: ignore[valid-type]
+    failover: _Failover = Field(default_factory=_Failover)  # type: ignore[valid-type]
 
 
 class _Channel(_Section):
@@ -484,6 +506,7 @@ class _Channel(_Section):
     inputs: _Inputs
     row_step: RowStep = None
     detectors: _Detectors = Field(default_factory=_Detectors)  # type: ignore[valid-type]
+    failover: _Failover = Field(default_factory=_Failover)  # type: ignore[valid-type]
 
 
 class _File(_Section):
@@ -545,7 +568,21 @@ def _channel(
             detectors[name] = _merged(getattr(base, name), *written)
         except ValueError as error:  # a check across keys in a Settings' __post_init__
             raise document.error((*where, "detectors", name), str(error)) from None
-    return dataclasses.replace(base, inputs=inputs, row_step=row_step, **detectors)
+    failover: dict[str, Any] = {}
+    for block in (defaults.failover, spec.failover):
+        failover.update({name: getattr(block, name) for name in block.model_fields_set})
+    try:
+        settings = FailoverSettings(**failover)
+    except ValueError as error:  # a check across keys
+        raise document.error((*where, "failover"), str(error)) from None
+    if settings.mode != "off" and not {settings.primary, settings.backup} <= set(inputs):
+        raise document.error(
+            (*where, "failover"),
+            f"mode {settings.mode} needs inputs '{settings.primary}' and '{settings.backup}'",
+        )
+    return dataclasses.replace(
+        base, inputs=inputs, row_step=row_step, failover=settings, **detectors
+    )
 
 
 def _merged(base: DetectorConfig[Any], *blocks: _Section) -> DetectorConfig[Any]:

@@ -101,7 +101,8 @@ ERRORS = {
     ),
     "unknown key with nothing close lists the known keys": (
         doc(*ONE_CHANNEL, "    colour: red"),
-        "x.yaml:7: channels[0]: unknown key 'colour' (known: name, inputs, row_step, detectors)",
+        "x.yaml:7: channels[0]: unknown key 'colour' (known: name, inputs, row_step, detectors, "
+        "failover)",
     ),
     "unknown detector lists the known detectors": (
         doc(*ONE_CHANNEL, "    detectors:", "      blak: {enabled: false}"),
@@ -667,3 +668,41 @@ def test_the_example_documents_every_daemon_setting():
     for section in (config.daemon.mqtt, config.daemon.metrics, config.daemon.thumbnails):
         for spec in dataclasses.fields(section):
             assert f"{spec.name.removesuffix('_s')}:" in text, spec.name
+
+
+def test_failover_merges_defaults_key_by_key_and_takes_triggers_as_names(load):
+    config = load(
+        doc(
+            "version: 1",
+            "site: london",
+            "defaults:",
+            "  failover: {error_clear_time: 10s, failback: stay}",
+            "channels:",
+            "  - name: news",
+            "    inputs:",
+            '      primary: {url: "udp://239.1.1.1:5000"}',
+            '      backup: {url: "udp://239.1.1.2:5000"}',
+            "    failover:",
+            "      mode: confirm",
+            '      triggers: [input_loss, {alarm: freeze, hold: 5s}, "tr101290_*"]',
+            "      confirm_timeout: null",
+        )
+    )
+    failover = config.channel("news").failover
+    assert (failover.mode, failover.failback, failover.error_clear_time_s) == (
+        "confirm", "stay", 10.0,
+    )  # fmt: skip
+    assert [(t.alarm, t.hold_s) for t in failover.triggers] == [
+        ("input_loss", 0.0), ("freeze", 5.0), ("tr101290_*", 0.0),
+    ]  # fmt: skip
+    assert failover.confirm_timeout_s is None
+
+
+def test_failover_needs_a_backup_input_and_refuses_its_own_alarms_as_triggers(error):
+    assert error(doc(*ONE_CHANNEL, "    failover: {mode: auto}")) == (
+        "x.yaml:7: channels[0].failover: mode auto needs inputs 'primary' and 'backup'"
+    )
+    assert error(doc(*ONE_CHANNEL, "    failover: {triggers: [failover_blocked]}")) == (
+        "x.yaml:7: channels[0].failover.triggers[0]: alarm: 'failover_blocked': failover_* "
+        "alarms are raised by the policy itself, got 'failover_blocked'"
+    )

@@ -35,6 +35,7 @@ from typing import Any
 from monitor.alarms import AlarmEvent, utc_now
 from monitor.config import ChannelConfig, Config, ThumbnailConfig, host_port, load_config
 from monitor.errors import ConfigError, StreamqcError
+from monitor.healing import FAILOVER_INPUT, FailoverLink
 from monitor.live import live_kind
 from monitor.logs import get_logger, log_record
 from monitor.sdnotify import Notifier
@@ -56,7 +57,7 @@ WORKER_BACKOFF_MAX_S = 30.0
 WORKER_STABLE_S = 60.0
 """A worker that has run this long without trouble starts its next backoff small again."""
 STOP_TIMEOUT_S = 4.0
-ACTIVE_INPUT = "primary"  # until failover switches inputs
+DEFAULT_INPUT = "primary"  # on air unless a channel's failover says otherwise
 
 
 def check_runnable(config: Config) -> None:
@@ -136,6 +137,7 @@ class Supervisor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._worker_restarts = 0
         self._alarm_file: Path | None = None
+        self.failover: dict[str, FailoverLink] = {}
 
     # --- running --------------------------------------------------------------------------
 
@@ -189,6 +191,7 @@ class Supervisor:
                 # Inputs gone from the configuration while the daemon was down.
                 spec = UnitSpec(ChannelConfig(name=key[0]), key[1], origin, daemon.thumbnails)
                 self._clear_removed(Unit(spec, worker=-1, active={e.id: e for e in active}))
+            self._sync_failover(self.config)
             for channel in self.config.channels:
                 self._publish_status(channel.name)
             health = asyncio.create_task(self._health_loop(), name="health")
@@ -290,6 +293,36 @@ class Supervisor:
             detail["duration_s"] = round(max(end - event.start, 0.0), 3)
             cleared = replace(event, state="cleared", end=end, wallclock=utc_now(), detail=detail)
             self._on_event(unit, cleared, None)
+
+    # --- failover -------------------------------------------------------------------------
+
+    def _sync_failover(self, config: Config) -> None:
+        """One FailoverLink per channel that has both of its failover inputs; a changed
+        channel gets a fresh policy (the agent's retained state tells it what is on air)."""
+        assert self.sink is not None
+        wanted = {
+            c.name: c
+            for c in config.channels
+            if {c.failover.primary, c.failover.backup} <= set(c.inputs)
+        }
+        for name, link in list(self.failover.items()):
+            if name not in wanted or wanted[name] != link.config:
+                link.clear_all()
+                link.close()
+                del self.failover[name]
+        for name, channel in wanted.items():
+            if name in self.failover:
+                continue
+            unit = self.units.get((name, channel.failover.primary))
+            origin = unit.spec.origin_wall_s if unit else time.time()
+            self.failover[name] = FailoverLink(
+                channel,
+                self.topics.prefix,
+                self.sink,
+                origin_wall_s=origin,
+                on_alarm=self._on_failover_alarm,
+                log=self.log,
+            )
 
     # --- alarms that outlive the daemon ---------------------------------------------------
 
@@ -463,7 +496,8 @@ class Supervisor:
             rendition, jpeg = message[2], message[3]
             if unit.thumbnail_rendition is None:
                 unit.thumbnail_rendition = rendition
-            if unit.key[1] == ACTIVE_INPUT and rendition == unit.thumbnail_rendition:
+            on_air = unit.key[1] == self._on_air(unit.key[0])
+            if on_air and rendition == unit.thumbnail_rendition:
                 assert self.sink is not None
                 self.sink.publish_transient(self.topics.thumbnail(unit.key[0]), jpeg, retain=True)
         elif kind == "stopped":
@@ -473,12 +507,22 @@ class Supervisor:
         return {"worker": worker.index}
 
     def _on_event(self, unit: Unit, event: AlarmEvent, jpeg: bytes | None) -> None:
-        assert self.sink is not None
         if event.state == "raised":
             unit.active[event.id] = event
         else:
             unit.active.pop(event.id, None)
         self._save_alarms()
+        self._publish_alarm(event, jpeg, len(unit.active))
+        link = self.failover.get(event.channel)
+        if link is not None:
+            link.alarm(event)
+
+    def _on_failover_alarm(self, event: AlarmEvent) -> None:
+        link = self.failover.get(event.channel)
+        self._publish_alarm(event, None, len(link.alarms) if link else 0)
+
+    def _publish_alarm(self, event: AlarmEvent, jpeg: bytes | None, active: int) -> None:
+        assert self.sink is not None
         payload = event.to_dict()
         if jpeg is not None:
             payload["detail"]["thumbnail"] = self.topics.alarm_thumbnail(event.channel, event.id)
@@ -488,7 +532,7 @@ class Supervisor:
         self.metrics.count_event(
             event.alarm, event.channel, event.input, event.severity, event.state
         )
-        self.metrics.set_active_alarms(event.channel, event.input, len(unit.active))
+        self.metrics.set_active_alarms(event.channel, event.input, active)
         log = self.log.warning if event.state == "raised" else self.log.info
         log(
             f"alarm {event.state}",
@@ -512,7 +556,14 @@ class Supervisor:
         inputs = {
             key[1]: list(u.active.values()) for key, u in self.units.items() if key[0] == channel
         }
-        return channel_status(channel, ACTIVE_INPUT, inputs, offline=offline)
+        link = self.failover.get(channel)
+        if link is not None:
+            inputs[FAILOVER_INPUT] = list(link.alarms.values())
+        return channel_status(channel, self._on_air(channel), inputs, offline=offline)
+
+    def _on_air(self, channel: str) -> str:
+        link = self.failover.get(channel)
+        return link.active_input if link is not None else DEFAULT_INPUT
 
     def _publish_status(self, channel: str) -> None:
         assert self.sink is not None
@@ -543,7 +594,9 @@ class Supervisor:
 
     def _summary(self) -> str:
         states = [
-            input_state(u.active.values()) for u in self.units.values() if u.key[1] == ACTIVE_INPUT
+            input_state(u.active.values())
+            for u in self.units.values()
+            if u.key[1] == self._on_air(u.key[0])
         ]
         counts = {s: states.count(s) for s in ("ok", "degraded", "failed")}
         alive = sum(w.alive for w in self.workers)
@@ -596,6 +649,9 @@ class Supervisor:
                     sink.connected, sink.queued, sink.delivered, sink.dropped, sink.reconnects
                 )
             self.metrics.set_workers(sum(w.alive for w in self.workers), self._worker_restarts)
+            for name, link in list(self.failover.items()):
+                link.tick()
+                self._publish_status(name)  # only sent when it changed (e.g. the input on air)
             summary = self._summary()
             if summary != self._notify_status:
                 self._notify_status = summary
@@ -664,6 +720,7 @@ class Supervisor:
                 self._publish_status(key[0])
                 added += 1
         self.config = config
+        self._sync_failover(config)
         self.log.info(
             "configuration reloaded",
             added=added,

@@ -360,7 +360,7 @@ def _bind(listen: str, app: Any) -> _Server:
     try:
         host, port = _split_listen(listen)
     except ValueError as error:
-        raise ConfigError(f"metrics.listen: {error}") from None
+        raise ConfigError(f"metrics.{error}") from None  # "listen: must be HOST:PORT ..."
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         server_class = _Server6 if found[0][0] == socket.AF_INET6 else _Server
@@ -380,7 +380,4 @@ def _bind(listen: str, app: Any) -> _Server:
 
 def _split_listen(listen: str) -> tuple[str, int]:
     """HOST:PORT as the configuration validates it; port 0 (any free port) also allowed."""
-    head, _, port = listen.rpartition(":")
-    if port == "0" and head:
-        return host_port(head + ":1")[0], 0
-    return host_port(listen)
+    return host_port(listen)  # port 0 passes too

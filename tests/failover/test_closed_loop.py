@@ -13,7 +13,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from failover.protocol import Ack, Command, ack_topic, command_topic, state_topic
+import paho.mqtt.publish
+
+from failover.protocol import (
+    Ack,
+    Command,
+    OperatorRequest,
+    ack_topic,
+    command_topic,
+    operator_topic,
+    state_topic,
+)
 from monitor.feeds import UdpSender, free_udp_port
 from tests.daemon import BLACK, CLIP_S, Channel, Clips, Daemon, events, retained_json
 from tests.failover.test_agent import AgentProcess, flow
@@ -174,4 +184,63 @@ def test_a_failing_backup_blocks_the_switch(
         assert status["active_input"] == "primary"
     finally:
         agent.close()
+        sub.close()
+
+
+def test_confirm_mode_waits_for_the_operator_and_audits_who_confirmed(
+    tmp_path: Path, clips: Clips, mosquitto: Mosquitto, daemons: list[Daemon]
+) -> None:
+    (tmp_path / "daemon").mkdir()
+    sub = Subscriber(mosquitto.port, f"{PREFIX}/#")
+    daemon, agent, news, output = start_loop(
+        tmp_path, clips, mosquitto, clips.clean,
+        "{mode: confirm, triggers: [black], confirm_timeout: null, failback: stay}",
+    )  # fmt: skip
+    daemons.append(daemon.start())
+    request_topic = f"{PREFIX}/news/failover/request"
+    try:
+        request = sub.wait_for(lambda m: m.topic == request_topic and m.payload != b"", 40)
+        asked = json.loads(request.payload)
+        assert asked["to"] == "backup" and asked["expires_at"] is None
+        # Nothing moves without the operator (who must answer while the fault lasts: the
+        # request is withdrawn when the black ends, 3 s after it was raised).
+        time.sleep(1.0)
+        assert commands(sub) == []
+        answer = OperatorRequest("confirm", "jane@noc", request_id=asked["request_id"])
+        paho.mqtt.publish.single(
+            operator_topic(PREFIX, "news"), answer.to_json(), qos=1, port=mosquitto.port
+        )
+        sub.wait_until(lambda ms: any(a.status == "done" for a in acks(sub)), 30)
+        [sent] = commands(sub)
+        assert sent.to == "backup" and sent.operator in (None, "jane@noc")
+        audits = [json.loads(m.payload) for m in sub.received(f"{PREFIX}/news/failover/audit")]
+        assert any(a.get("operator") == "jane@noc" for a in audits), audits
+        # failback: stay: the channel remains on backup after primary has recovered
+        time.sleep(5.0)
+        assert len(commands(sub)) == 1
+    finally:
+        agent.close()
+        sub.close()
+
+
+def test_a_command_nobody_acknowledges_is_retried_then_escalated(
+    tmp_path: Path, clips: Clips, mosquitto: Mosquitto, daemons: list[Daemon]
+) -> None:
+    (tmp_path / "daemon").mkdir()
+    sub = Subscriber(mosquitto.port, f"{PREFIX}/#")
+    daemon, agent, news, output = start_loop(
+        tmp_path, clips, mosquitto, clips.clean,
+        "{mode: auto, triggers: [black], ack_timeout: 1s, retries: 2}",
+    )  # fmt: skip
+    agent.close()  # the agent is gone: nobody answers
+    agent.process = None
+    daemons.append(daemon.start())
+    try:
+        raised = sub.wait_for(
+            lambda m: m.topic.endswith("news/alarms") and b"failover_no_ack" in m.payload, 40
+        )
+        assert json.loads(raised.payload)["severity"] == "critical"
+        sent = commands(sub)
+        assert len(sent) == 3 and len({c.command_id for c in sent}) == 1  # one command, resent
+    finally:
         sub.close()

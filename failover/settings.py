@@ -84,7 +84,8 @@ def _check_bounds(key: str, value: Any, constraints: tuple[Any, ...]) -> None:
         for name, (words, holds) in _BOUNDS.items():
             bound = getattr(constraint, name, None)
             if bound is not None and not holds(value, bound):
-                raise ValueError(f"{key}: must be {words} {bound}, got {value!r}")
+                # :g as typing caches Annotated[float, Gt(0)] and [.., Gt(0.0)] as one (equal)
+                raise ValueError(f"{key}: must be {words} {bound:g}, got {value!r}")
 
 
 @dataclass(frozen=True)

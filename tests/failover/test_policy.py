@@ -1058,9 +1058,9 @@ def test_default_settings_are_medialive_conditions_and_off() -> None:
         ({"triggers": ()}, "triggers: must list at least one alarm"),
         ({"triggers": (Trigger("black"), Trigger("black"))}, "triggers: 'black' is listed twice"),
         ({"max_switches": 0}, "max_switches: must be >= 1, got 0"),
-        ({"ack_timeout_s": 0.0}, "ack_timeout_s: must be > 0.0, got 0.0"),
+        ({"ack_timeout_s": 0.0}, "ack_timeout_s: must be > 0, got 0.0"),
         ({"retries": 11}, "retries: must be <= 10, got 11"),
-        ({"confirm_timeout_s": -1.0}, "confirm_timeout_s: must be >= 0.0, got -1.0"),
+        ({"confirm_timeout_s": -1.0}, "confirm_timeout_s: must be >= 0, got -1.0"),
         ({"unfit_alarms": ("Black",)}, "unfit_alarms: must be an alarm name"),
         ({"mode": "manual"}, "mode: must be one of auto, confirm, off, got 'manual'"),
         ({"backup": ""}, "backup: must be an input name"),
@@ -1085,7 +1085,7 @@ def test_trigger_errors_name_the_key(alarm: str, message: str) -> None:
 
 
 def test_trigger_hold_must_not_be_negative() -> None:
-    with pytest.raises(ValueError, match=r"^hold_s: must be >= 0.0, got -1.0"):
+    with pytest.raises(ValueError, match=r"^hold_s: must be >= 0, got -1.0"):
         Trigger("black", hold_s=-1.0)
 
 

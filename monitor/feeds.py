@@ -75,6 +75,7 @@ class UdpSender:
             self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
             self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
         self.sent = 0
+        self.started_wall: float | None = None
         self._flowing = threading.Event()
         self._flowing.set()
         self._nulls = False
@@ -105,6 +106,7 @@ class UdpSender:
         index = 0  # datagram index into the file, looping
         loops = 0
         start = time.monotonic()
+        self.started_wall = time.time()  # the file's first PCR is due now
         paused_s = 0.0
         while not self._stop.is_set():
             if not self._flowing.is_set():

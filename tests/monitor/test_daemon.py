@@ -137,12 +137,12 @@ def test_a_dead_sender_raises_input_loss_on_its_channel_alone(
         lambda m: m.topic == daemon.topic("a", "status") and b'"failed"' in m.payload
     )
     assert json.loads(status.payload)["inputs"]["primary"]["state"] == "failed"
-    # b keeps decoding, second after second, while a is gone.
+    # b keeps decoding while a is gone (its stats come once a second: sample slower than that).
     counts = []
     for _ in range(4):
         assert daemon.metric("streamqc_input_flowing", channel="b") == 1
         counts.append(daemon.metric("streamqc_pictures_total", channel="b"))
-        time.sleep(1.0)
+        time.sleep(1.6)
     assert counts == sorted(set(counts)), counts  # strictly increasing
     assert events(sub.received(), "b") == []
     sub.close()

@@ -609,6 +609,10 @@ class LiveSession:
                     bytes_in=self.ingest.bytes_in() if self._ingest_started else 0,
                     luma_mean_cv=pipeline.luma_mean_cv() if pipeline else None,
                     audio_peak_dbfs=tuple(pipeline.take_audio_peaks()) if pipeline else (),
+                    gauges=tuple(
+                        (name, tuple(sorted(labels.items())), value)
+                        for name, labels, value in (pipeline.gauges() if pipeline else ())
+                    ),
                 )
             )
         return out

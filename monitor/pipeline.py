@@ -15,6 +15,7 @@ import numpy as np
 from detectors.picture import PictureAnalyzer, PictureMeasurement
 from detectors.silence import SilenceDetector
 from monitor.alarms import AlarmTracker, Emit, Inheritance, Merge, Subject
+from monitor.checks import CheckContext, Gauge, build_checks
 from monitor.config import ChannelConfig
 from monitor.media import AudioChunk, Picture, StreamInfo
 
@@ -80,6 +81,11 @@ class ChannelPipeline:
         self._last_measurement: PictureMeasurement | None = None
         # Sample peak per (stream, channel) since the last take_audio_peaks(): for the metrics.
         self._peaks: dict[int, np.ndarray] = {}
+        self.checks = build_checks(
+            CheckContext(channel, self.subject, audio_streams, self._tracker)
+        )
+        self._picture_checks = [c for c in self.checks if c.wants_pictures]
+        self._audio_checks = [c for c in self.checks if c.wants_audio]
 
     def _tracker(self, alarm: str, rule: Any, merge: Merge | None = None) -> AlarmTracker:
         tracker = AlarmTracker(alarm, rule, self.subject, self._emit, merge, self._inherited)
@@ -92,13 +98,23 @@ class ChannelPipeline:
         if type(item) is Picture:
             self.picture_count += 1
             self._picture(item)
+            for check in self._picture_checks:
+                check.picture(item)
         else:
             self._audio(item)
+            for check in self._audio_checks:
+                check.audio(item)
         self._presence()
 
     def rejoin(self) -> None:
         """A new decoder feeds this pipeline from its next item on (a live input reconnected)."""
         self._joined_s = None
+        for check in self.checks:
+            check.rejoin()
+
+    def gauges(self) -> list[Gauge]:
+        """The pluggable checks' latest measurements, for the metrics."""
+        return [gauge for check in self.checks for gauge in check.gauges()]
 
     def _join(self, t_s: float) -> None:
         self._joined_s = t_s
@@ -221,6 +237,8 @@ class ChannelPipeline:
     def finish(self) -> None:
         """The input ended: settle every open alarm at the end of the media."""
         self._presence()
+        for check in self.checks:
+            check.finish(self.media_end_s)
         for tracker in self.trackers:
             tracker.finish(self.media_end_s)
 

@@ -34,3 +34,6 @@ class InputStats:
     """Mean luma of the last picture, 8-bit code values (16 black .. 235 white in limited range)."""
     audio_peak_dbfs: tuple[tuple[int, int, float], ...]
     """(audio stream, channel, sample peak in dBFS over the last interval) for every channel."""
+    gauges: tuple[tuple[str, tuple[tuple[str, str], ...], float], ...] = ()
+    """The pluggable checks' measurements: (name, extra labels, value), exported as
+    ``streamqc_<name>`` (see ``monitor.checks.Gauge``)."""

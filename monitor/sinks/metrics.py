@@ -20,6 +20,8 @@ streamqc_input_bytes_total         counter  bytes received from the input
 streamqc_luma_mean                 gauge    mean luma of the last picture, 8-bit code values
 streamqc_audio_peak_dbfs           gauge    sample peak over the last interval
                                             (``stream``, ``audio_channel``: 0-based indices)
+streamqc_<check measurement>       gauge    what a pluggable check measures, e.g. loudness
+                                            (labels of its own; see the README)
 streamqc_alarm_events_total        counter  alarm events (``alarm``, ``severity``,
                                             ``state`` = raised | cleared)
 streamqc_active_alarms             gauge    alarms currently raised on a channel input
@@ -223,8 +225,18 @@ def _input_families(inputs: list[tuple[tuple[str, str, str], InputStats]]) -> It
         "Sample peak over the last interval, dBFS.",
         labels=[*INPUT_LABELS, "stream", "audio_channel"],
     )
+    checks: dict[str, GaugeMetricFamily] = {}
     for key, stats in inputs:
         labels = list(key)
+        for name, extra, value in stats.gauges:
+            family = checks.get(name)
+            if family is None:
+                family = checks[name] = GaugeMetricFamily(
+                    f"streamqc_{name}",
+                    f"{name.replace('_', ' ')} (a check's measurement).",
+                    labels=[*INPUT_LABELS, *(label for label, _ in extra)],
+                )
+            family.add_metric([*labels, *(v for _, v in extra)], value)
         flowing.add_metric(labels, int(stats.flowing))
         lag.add_metric(labels, stats.media_lag_s)
         fps.add_metric(labels, stats.fps)
@@ -238,6 +250,7 @@ def _input_families(inputs: list[tuple[tuple[str, str, str], InputStats]]) -> It
         for stream, channel, dbfs in stats.audio_peak_dbfs:
             peak.add_metric([*labels, str(stream), str(channel)], dbfs)
     yield from (flowing, lag, fps, pictures, dropped, late, reconnects, bytes_in, luma, peak)
+    yield from checks.values()
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -73,6 +73,17 @@ def test_input_stats_are_exported_with_channel_input_and_empty_rendition_labels(
     assert value(metrics, peak, **INPUT, stream="0", audio_channel="1") == float("-inf")
 
 
+def test_check_measurements_are_exported_under_their_own_names_and_labels():
+    metrics = Metrics()
+    lufs = (("loudness_short_term_lufs", (("stream", "1"),), -23.5),)
+    metrics.observe_input(replace(STATS, gauges=lufs))
+    metrics.observe_input(replace(STATS, rendition="360p", gauges=lufs[:0]))
+
+    name = "streamqc_loudness_short_term_lufs"
+    assert value(metrics, name, **INPUT, stream="1") == -23.5
+    assert value(metrics, name, **{**INPUT, "rendition": "360p"}, stream="1") is None
+
+
 def test_counters_are_the_totals_of_the_latest_report_per_rendition():
     metrics = Metrics()
     metrics.observe_input(replace(STATS, rendition="720p"))

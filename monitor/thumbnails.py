@@ -68,3 +68,26 @@ class Thumbnailer:
             ".jpg", small.to_ndarray(), [cv2.IMWRITE_JPEG_QUALITY, self.settings.quality]
         )
         return bytes(np.asarray(data)) if ok else None
+
+
+def outline(jpeg: bytes, roi: object, quality: int = 80) -> bytes:
+    """``jpeg`` with the region ``roi`` ([x, y, w, h], fractions of the picture) outlined, so
+    the console shows where a regional alarm (a missing logo, a garbled block) is. Anything
+    that is not such a region leaves the picture as it was."""
+    if not (
+        isinstance(roi, list | tuple)
+        and len(roi) == 4
+        and all(isinstance(v, int | float) for v in roi)
+    ):
+        return jpeg
+    picture = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if picture is None:
+        return jpeg
+    height, width = picture.shape[:2]
+    x, y, w, h = (float(v) for v in roi)
+    left, top = round(x * width), round(y * height)
+    right, bottom = round((x + w) * width) - 1, round((y + h) * height) - 1
+    thickness = max(1, width // 160)
+    cv2.rectangle(picture, (left, top), (right, bottom), (0, 0, 255), thickness)  # red (BGR)
+    ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return bytes(np.asarray(data)) if ok else jpeg

@@ -33,6 +33,7 @@ from monitor.config import ChannelConfig, ThumbnailConfig
 from monitor.errors import StreamqcError
 from monitor.live import LiveSession, warm_up
 from monitor.stats import InputStats
+from monitor.thumbnails import outline
 
 UnitKey = tuple[str, str]  # (channel, input)
 
@@ -126,6 +127,8 @@ class Unit(threading.Thread):
             self.active[event.id] = event
             if self.session is not None:
                 jpeg = self.session.thumbnail_at(event.rendition, event.start)
+                if jpeg is not None and "roi" in event.detail:
+                    jpeg = outline(jpeg, event.detail["roi"], self.spec.thumbnails.quality)
         else:
             self.active.pop(event.id, None)
         self.outbox.put(("event", self.spec.key, event.to_dict(), jpeg))

@@ -155,3 +155,50 @@ def test_audio_batch_closes_a_block_at_a_timestamp_gap_or_a_layout_change():
     batch.add(planes(1024), 0.5, 48000)
     closed = batch.close_if_discontinuous(6, 0.5 + 1024 / 48000, 48000)  # stereo -> 5.1
     assert closed is not None and closed.pts_s == 0.5 and closed.stream == 1
+
+
+def test_keyframes_only_pictures_stand_for_their_gop_and_keep_the_checks_whole(media):
+    from monitor.config import default_channel
+    from monitor.pipeline import ChannelPipeline
+
+    spec = MediaSpec(duration_s=8.0, gop=25, black=(Span(3.0, 6.0),))
+    events = []
+    with MediaSource(str(media(spec)), pictures="keyframes") as source:
+        audio = [s for s in source.stream_infos() if s.kind == "audio"]
+        pipeline = ChannelPipeline(default_channel(), "primary", events.append, audio_streams=audio)
+        pictures = []
+        for item in source:
+            if type(item).__name__ == "Picture":
+                pictures.append(item)
+            pipeline.process(item)
+        pipeline.finish()
+
+    assert [round(p.pts_s, 2) for p in pictures] == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert all(p.keyframe for p in pictures)
+    assert [p.duration_s for p in pictures[1:]] == pytest.approx([1.0] * 7)
+    found = [(e.alarm, e.start, e.end) for e in events if e.state == "cleared"]
+    assert found == [("black", pytest.approx(3.0), pytest.approx(6.0))], events
+
+
+def test_reference_pictures_skip_the_b_pictures(tmp_path):
+    path = tmp_path / "ibp.ts"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"bf": "2", "g": "25"})
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for i in range(50):
+            picture = np.full((64, 64, 3), (i * 5) % 255, np.uint8)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+
+    with MediaSource(str(path)) as source:
+        every = [i for i in source if type(i).__name__ == "Picture"]
+    with MediaSource(str(path), pictures="reference") as source:
+        anchors = [i for i in source if type(i).__name__ == "Picture"]
+
+    assert len(every) == 50
+    assert 10 <= len(anchors) <= 25, len(anchors)  # I and P pictures: about one in three
+    assert {round(p.pts_s, 2) for p in anchors} <= {round(p.pts_s, 2) for p in every}
+    ends = [p.pts_s + p.duration_s for p in anchors[:-1]]
+    starts = [p.pts_s for p in anchors[1:]]
+    assert all(end >= start - 1e-6 for end, start in zip(ends, starts, strict=True))

@@ -24,11 +24,12 @@ import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
-from monitor.alarms import AlarmEvent, Inheritance
+from monitor.alarms import AlarmEvent, Inheritance, utc_now
 from monitor.config import ChannelConfig, ThumbnailConfig
 from monitor.errors import StreamqcError
 from monitor.live import LiveSession, warm_up
@@ -96,6 +97,13 @@ class Outbox:
             self._queue.task_done()
 
 
+MONITOR_ERROR = "monitor_error"
+"""Raised (critical) while a channel input cannot be monitored at all because its session
+keeps failing: without it the console would show a channel as ok that nobody watches."""
+RECOVERED_AFTER_S = 10.0
+"""A session that has run this long clears ``monitor_error``."""
+
+
 class Unit(threading.Thread):
     """Runs one channel input's live session until stopped, restarting it if it fails."""
 
@@ -107,6 +115,8 @@ class Unit(threading.Thread):
         self.last_tick_s = time.monotonic()
         self.session: LiveSession | None = None
         self.active = {e["id"]: AlarmEvent.from_dict(e) for e in spec.active}
+        self._failure = next((e for e in self.active.values() if e.alarm == MONITOR_ERROR), None)
+        self._session_started_s = time.monotonic()
 
     # --- SessionObserver ---
 
@@ -115,6 +125,8 @@ class Unit(threading.Thread):
 
     def stats(self, stats: list[InputStats]) -> None:
         self.outbox.offer(("stats", self.spec.key, stats))
+        if self._failure is not None and self._session_s() > RECOVERED_AFTER_S:
+            self._recovered()
 
     def thumbnail(self, rendition: str | None, jpeg: bytes) -> None:
         self.outbox.offer(("thumbnail", self.spec.key, rendition, jpeg))
@@ -148,26 +160,62 @@ class Unit(threading.Thread):
                     source=source,
                     stop=self.stop,
                     origin_wall_s=spec.origin_wall_s,
-                    inherited=Inheritance(self.active.values()),
+                    inherited=Inheritance(
+                        e for e in self.active.values() if e.alarm != MONITOR_ERROR
+                    ),
                     observer=self,
                     thumbnails=spec.thumbnails,
                     persistent=True,
                 )
                 session.notice = lambda message: self.outbox.log("warning", message)
                 self.session = session
+                self._session_started_s = time.monotonic()
                 session.run()
                 backoff_s = SESSION_BACKOFF_FIRST_S
             except StreamqcError as exc:
                 self.outbox.log("error", f"{exc}; retrying in {backoff_s:.0f} s")
+                self._failed(str(exc))
             except Exception as exc:  # a bug in one input must not end the others
-                self.outbox.log(
-                    "error",
-                    f"internal error: {type(exc).__name__}: {exc}; restarting in {backoff_s:.0f} s",
-                )
+                error = f"internal error: {type(exc).__name__}: {exc}"
+                self.outbox.log("error", f"{error}; restarting in {backoff_s:.0f} s")
+                self._failed(error)
             if self.stop.wait(backoff_s):
                 break
             backoff_s = min(backoff_s * 2, SESSION_BACKOFF_MAX_S)
         self.outbox.put(("stopped", spec.key))
+
+    def _session_s(self) -> float:
+        return time.monotonic() - self._session_started_s
+
+    def _media_now_s(self) -> float:
+        return time.time() - self.spec.origin_wall_s
+
+    def _failed(self, error: str) -> None:
+        if self._failure is not None:
+            return
+        spec = self.spec
+        self._failure = AlarmEvent(
+            alarm=MONITOR_ERROR,
+            state="raised",
+            start=self._media_now_s(),
+            end=None,
+            channel=spec.channel.name,
+            input=spec.input,
+            rendition=None,
+            severity="critical",
+            wallclock=utc_now(),
+            id=uuid.uuid4().hex,
+            detail={"error": error},
+        )
+        self.emit(self._failure)
+
+    def _recovered(self) -> None:
+        raised, self._failure = self._failure, None
+        if raised is None:
+            return
+        end = self._media_now_s()
+        detail = {**raised.detail, "duration_s": round(end - raised.start, 3)}
+        self.emit(replace(raised, state="cleared", end=end, wallclock=utc_now(), detail=detail))
 
 
 def worker_main(conn: Connection, index: int) -> None:

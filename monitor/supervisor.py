@@ -143,6 +143,9 @@ class Supervisor:
 
     async def run(self) -> int:
         self._loop = asyncio.get_running_loop()
+        # Workers first: each takes ~0.8 s to import and load the kernels, time in which the
+        # broker, the queue and the metrics get ready (a worker whose pipe closes exits).
+        self._start_workers()
         daemon = self.config.daemon
         state_dir = Path(daemon.state_dir) if daemon.state_dir else default_state_dir()
         self._alarm_file = state_dir / f"alarms-{self.config.site}.json"
@@ -179,7 +182,6 @@ class Supervisor:
             )
             sink_task = asyncio.create_task(self.sink.run(), name="mqtt")
             self._install_signals()
-            self._start_workers()
             remembered = self._load_alarms()
             for unit in self._plan(self.config):
                 entry = remembered.pop(unit.key, None)

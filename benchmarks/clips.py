@@ -57,10 +57,13 @@ class ClipSpec:
 
 
 def broadcast_clip(height: int, duration_s: float) -> ClipSpec:
-    """The benchmark clip at 1080p (6 Mbit/s) or 360p (0.8 Mbit/s), silent in its third quarter."""
+    """The benchmark clip at 1080p (6 Mbit/s), 720p (3 Mbit/s) or 360p (0.8 Mbit/s), silent in
+    its third quarter."""
     silence_s = (duration_s / 2, duration_s * 3 / 4)
     if height == 1080:
         return ClipSpec(1920, 1080, 6000, duration_s, silence_s=silence_s)
+    if height == 720:
+        return ClipSpec(1280, 720, 3000, duration_s, silence_s=silence_s)
     if height == 360:
         return ClipSpec(640, 360, 800, duration_s, silence_s=silence_s)
     raise ValueError(f"no benchmark clip at {height}p")

@@ -321,6 +321,7 @@ class Rendition:
         self.pictures_reported = 0
         self.dropped = 0
         self.late = 0
+        self.wait_max_s = 0.0  # longest decode-to-analysed time since the last stats
         self.restarts = 0
         self.video_end_s: float | None = None  # end of the last picture, for gap counting
 
@@ -566,6 +567,8 @@ class LiveSession:
         r.pictures += 1
         if waited_s > LATE_AFTER_S:
             r.late += 1
+        if waited_s > r.wait_max_s:
+            r.wait_max_s = waited_s
         if r.video_end_s is not None and picture.duration_s > 0:
             gap_s = picture.pts_s - r.video_end_s
             if gap_s > 1.5 * picture.duration_s:
@@ -594,6 +597,7 @@ class LiveSession:
             pipeline = r.pipeline
             fps = (r.pictures - r.pictures_reported) / STATS_EVERY_S
             r.pictures_reported = r.pictures
+            wait_max_s, r.wait_max_s = r.wait_max_s, 0.0
             out.append(
                 InputStats(
                     channel=self.channel.name,
@@ -605,6 +609,7 @@ class LiveSession:
                     pictures=r.pictures,
                     frames_dropped=r.dropped,
                     frames_late=r.late,
+                    picture_wait_max_s=wait_max_s,
                     reconnects=r.restarts,
                     bytes_in=self.ingest.bytes_in() if self._ingest_started else 0,
                     luma_mean_cv=pipeline.luma_mean_cv() if pipeline else None,

@@ -27,6 +27,9 @@ class InputStats:
     """Pictures missing from the timeline (timestamp gaps) or lost to undecodable packets."""
     frames_late: int
     """Pictures analysed more than a second after they were decoded (the analysis fell behind)."""
+    picture_wait_max_s: float
+    """Longest time from a picture decoded to it analysed, over the last interval: within a
+    frame interval while the analysis keeps up; growing when a queue builds."""
     reconnects: int
     """Decoder restarts: reopened after the input ended, failed or stalled."""
     bytes_in: int

@@ -15,6 +15,8 @@ streamqc_decoded_fps               gauge    pictures decoded per second over the
 streamqc_pictures_total            counter  pictures decoded
 streamqc_frames_dropped_total      counter  pictures missing from the timeline or undecodable
 streamqc_frames_late_total         counter  pictures analysed more than 1 s after decoding
+streamqc_picture_wait_max_seconds  gauge    longest decode-to-analysed time of a picture over
+                                            the last interval (a queue building up shows here)
 streamqc_input_reconnects_total    counter  decoder restarts (input ended, failed or stalled)
 streamqc_input_bytes_total         counter  bytes received from the input
 streamqc_luma_mean                 gauge    mean luma of the last picture, 8-bit code values
@@ -217,6 +219,7 @@ def _input_families(inputs: list[tuple[tuple[str, str, str], InputStats]]) -> It
     pictures = counter("streamqc_pictures_total", "Pictures decoded.")
     dropped = counter("streamqc_frames_dropped_total", "Pictures missing or undecodable.")
     late = counter("streamqc_frames_late_total", "Pictures analysed over 1 s after decoding.")
+    wait = gauge("streamqc_picture_wait_max_seconds", "Longest decode-to-analysed time.")
     reconnects = counter("streamqc_input_reconnects_total", "Decoder restarts.")
     bytes_in = counter("streamqc_input_bytes_total", "Bytes received.")
     luma = gauge("streamqc_luma_mean", "Mean luma of the last picture, 8-bit code values.")
@@ -243,13 +246,15 @@ def _input_families(inputs: list[tuple[tuple[str, str, str], InputStats]]) -> It
         pictures.add_metric(labels, stats.pictures)
         dropped.add_metric(labels, stats.frames_dropped)
         late.add_metric(labels, stats.frames_late)
+        wait.add_metric(labels, stats.picture_wait_max_s)
         reconnects.add_metric(labels, stats.reconnects)
         bytes_in.add_metric(labels, stats.bytes_in)
         if stats.luma_mean_cv is not None:
             luma.add_metric(labels, stats.luma_mean_cv)
         for stream, channel, dbfs in stats.audio_peak_dbfs:
             peak.add_metric([*labels, str(stream), str(channel)], dbfs)
-    yield from (flowing, lag, fps, pictures, dropped, late, reconnects, bytes_in, luma, peak)
+    yield from (flowing, lag, fps, pictures, dropped, late, wait, reconnects, bytes_in)
+    yield from (luma, peak)
     yield from checks.values()
 
 

@@ -80,6 +80,8 @@ def test_alarms_status_and_thumbnails_arrive_with_the_documented_payloads(
     # Metrics: both channels decode at the clip's rate; health is green.
     for name in ("news", "sport"):
         daemon.wait_metric("streamqc_decoded_fps", lambda v: 20 <= v <= 30, channel=name)
+        # analysed as they come: a picture waits far less than a second between the two
+        daemon.wait_metric("streamqc_picture_wait_max_seconds", lambda v: 0 < v < 1, channel=name)
     assert daemon.metric("streamqc_alarm_events_total", alarm="black", state="raised") == 1
     code, body = daemon.get("/healthz")
     assert code == 200 and json.loads(body)["mqtt_connected"] is True

@@ -27,6 +27,7 @@ STATS = InputStats(
     pictures=1000,
     frames_dropped=2,
     frames_late=1,
+    picture_wait_max_s=0.012,
     reconnects=3,
     bytes_in=123_456,
     luma_mean_cv=110.5,
@@ -65,6 +66,7 @@ def test_input_stats_are_exported_with_channel_input_and_empty_rendition_labels(
     assert value(metrics, "streamqc_pictures_total", **INPUT) == 1000
     assert value(metrics, "streamqc_frames_dropped_total", **INPUT) == 2
     assert value(metrics, "streamqc_frames_late_total", **INPUT) == 1
+    assert value(metrics, "streamqc_picture_wait_max_seconds", **INPUT) == 0.012
     assert value(metrics, "streamqc_input_reconnects_total", **INPUT) == 3
     assert value(metrics, "streamqc_input_bytes_total", **INPUT) == 123_456
     assert value(metrics, "streamqc_luma_mean", **INPUT) == 110.5

@@ -350,9 +350,27 @@ class FedChannel(Channel):
 
 class BenchDaemon(Daemon):
     """``streamqc run`` on a production-like configuration: the default worker count (one per
-    core), default thumbnails (one per channel every 10 s, plus one per raised alarm)."""
+    core), default thumbnails (one per channel every 10 s, plus one per raised alarm).
+
+    ``workers``: a fixed worker count instead; ``cpus``: the CPUs the daemon (supervisor and
+    workers, which inherit it) may run on."""
+
+    def __init__(
+        self,
+        folder: Path,
+        channels: list[Channel],
+        *,
+        workers: int | None = None,
+        cpus: set[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.workers = workers
+        self.cpus = cpus
+        super().__init__(folder, channels, **kwargs)
 
     def write_config(self, channels: list[Channel], extra: str = "") -> None:
+        if self.workers is not None:
+            extra = f"workers: {self.workers}\n" + extra
         self.folder.mkdir(parents=True, exist_ok=True)
         mqtt = (
             f'mqtt: {{url: "{self.broker_url}"}}\n'
@@ -374,6 +392,10 @@ class BenchDaemon(Daemon):
         # STREAMQC_DEBUG only adds tracebacks on internal errors; keep the daemon as deployed
         self.env.setdefault("STREAMQC_DEBUG", "")
         super().start()
+        if self.cpus is not None:
+            # before the supervisor has imported enough to spawn its workers (~0.7 s)
+            assert self.process is not None
+            os.sched_setaffinity(self.process.pid, self.cpus)
         return self
 
     def metrics(self) -> dict[str, list[tuple[dict[str, str], float]]]:

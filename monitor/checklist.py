@@ -4,3 +4,5 @@ Importing this module imports them all; keep it a plain list of imports, one per
 Each module must import its detector lazily (inside the builder or the check) when the
 detector is heavy, so a channel that does not use it pays no start-up cost.
 """
+
+import monitor.check_loudness  # noqa: F401

@@ -52,6 +52,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from detectors.black import BlackSettings
 from detectors.freeze import FreezeSettings
+from detectors.loudness import LoudnessSettings
 from detectors.silence import SilenceSettings
 from failover.settings import FailoverSettings, Trigger
 from monitor.errors import ConfigError
@@ -123,6 +124,12 @@ class ChannelConfig:
         default_factory=lambda: _default(Presence(), raise_after_s=0.0, clear_after_s=2.0)
     )
     """The one rule of every transport alarm: tr101290_*, srt_*, hls_*, rendition_missing."""
+    loudness: DetectorConfig[LoudnessSettings] = field(
+        default_factory=lambda: _default(
+            LoudnessSettings(), enabled=False, raise_after_s=5.0, clear_after_s=5.0
+        )
+    )
+    """EBU R128 / ATSC A/85 per audio stream: alarms loudness, true_peak, audio_clipping."""
     row_step: int | None = None
     """Analyse every n-th picture row; None picks about 135 rows whatever the size."""
     failover: FailoverSettings = field(default_factory=FailoverSettings)

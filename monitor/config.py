@@ -52,6 +52,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from detectors.black import BlackSettings
 from detectors.freeze import FreezeSettings
+from detectors.ladder import LadderSettings
 from detectors.loudness import LoudnessSettings
 from detectors.silence import SilenceSettings
 from failover.settings import FailoverSettings, Trigger
@@ -130,6 +131,12 @@ class ChannelConfig:
         )
     )
     """EBU R128 / ATSC A/85 per audio stream: alarms loudness, true_peak, audio_clipping."""
+    rendition_mismatch: DetectorConfig[LadderSettings] = field(
+        default_factory=lambda: _default(
+            LadderSettings(), enabled=False, raise_after_s=2.0, clear_after_s=1.0
+        )
+    )
+    """One rendition of a live HLS ladder shows what the others do not (2+ renditions)."""
     row_step: int | None = None
     """Analyse every n-th picture row; None picks about 135 rows whatever the size."""
     failover: FailoverSettings = field(default_factory=FailoverSettings)

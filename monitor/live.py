@@ -43,6 +43,7 @@ from monitor.ingest.pipe import BytePipe
 from monitor.ingest.srt import SrtOptions, SrtReader
 from monitor.ingest.tr101290 import Tr101290Analyzer, Tr101290Settings
 from monitor.ingest.udp import UdpOptions, UdpReader
+from monitor.ladder import ladder_comparator
 from monitor.media import AudioChunk, MediaSource, Picture, StreamInfo
 from monitor.pipeline import ChannelPipeline
 from monitor.stats import InputStats
@@ -381,6 +382,8 @@ class LiveSession:
         self._transport_seen: dict[tuple[str, str | None], tuple[float, bool]] = {}
         self._loss: dict[str | None, AlarmTracker] = {}
         self.renditions: dict[str | None, Rendition] = {}
+        multi = isinstance(self.ingest, HlsIngest)  # renditions of a ladder, compared
+        self.ladder = ladder_comparator(channel, input_name, emit, inherited) if multi else None
 
     # --- time ---------------------------------------------------------------------------
 
@@ -542,6 +545,8 @@ class LiveSession:
             if type(item) is Picture:
                 self.summary.pictures += 1
                 self._count_picture(r, item, now - decoded_s)
+                if self.ladder is not None:
+                    self.ladder.picture(r.name, item, pipeline)
         elif kind == "open":
             assert r is not None
             r.streams = payload
@@ -738,3 +743,5 @@ class LiveSession:
                 r.pipeline.finish()
         for tracker in [*self._loss.values(), *self._transport.values()]:
             tracker.finish(end)
+        if self.ladder is not None:
+            self.ladder.finish(end)

@@ -5,4 +5,5 @@ Each module must import its detector lazily (inside the builder or the check) wh
 detector is heavy, so a channel that does not use it pays no start-up cost.
 """
 
+import monitor.check_avsync  # noqa: F401
 import monitor.check_loudness  # noqa: F401

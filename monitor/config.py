@@ -50,6 +50,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from detectors.avsync import AvSyncSettings
 from detectors.black import BlackSettings
 from detectors.freeze import FreezeSettings
 from detectors.ladder import LadderSettings
@@ -131,6 +132,12 @@ class ChannelConfig:
         )
     )
     """EBU R128 / ATSC A/85 per audio stream: alarms loudness, true_peak, audio_clipping."""
+    av_sync: DetectorConfig[AvSyncSettings] = field(
+        default_factory=lambda: _default(
+            AvSyncSettings(), enabled=False, raise_after_s=5.0, clear_after_s=5.0
+        )
+    )
+    """Audio/video offset (+ = audio leads) against the preset's window: alarm av_sync."""
     rendition_mismatch: DetectorConfig[LadderSettings] = field(
         default_factory=lambda: _default(
             LadderSettings(), enabled=False, raise_after_s=2.0, clear_after_s=1.0

@@ -607,11 +607,16 @@ def _channel(
 
 
 def _merged(base: DetectorConfig[Any], *blocks: _Section) -> DetectorConfig[Any]:
+    """The base's rule and settings with the blocks' keys on top. A detector that is off
+    unless asked for (loudness, av_sync, ...) is on once a block is written for it, so
+    ``av_sync: {preset: ebu_r37}`` means what it says; ``enabled: false`` still turns it off."""
     rule: dict[str, Any] = {}
     settings: dict[str, Any] = {}
     for block in blocks:
         for name in block.model_fields_set:
             (rule if name in _RULE_FIELDS else settings)[name] = getattr(block, name)
+    if not base.rule.enabled and "enabled" not in rule and any(b.model_fields_set for b in blocks):
+        rule["enabled"] = True
     return DetectorConfig(
         dataclasses.replace(base.rule, **rule), dataclasses.replace(base.settings, **settings)
     )

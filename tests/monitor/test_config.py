@@ -420,6 +420,21 @@ def test_presence_checks_default_to_critical_and_can_be_changed(load):
     assert news.video_missing.rule.severity == "minor"
 
 
+def test_checks_off_by_default_are_on_once_their_block_is_written(load):
+    news = load(
+        doc(
+            *ONE_CHANNEL,
+            "    detectors:",
+            "      av_sync: {preset: ebu_r37, raise_after: 5s}",
+            "      loudness: {preset: ebu_r128, enabled: false}",
+        )
+    ).channel("news")
+    assert default_channel().av_sync.rule.enabled is False
+    assert news.av_sync.rule.enabled is True and news.av_sync.rule.raise_after_s == 5.0
+    assert news.loudness.rule.enabled is False  # said so
+    assert news.black.rule.enabled is True  # on by default anyway
+
+
 @pytest.mark.parametrize(
     "detectors",
     ["", "    detectors:", "    detectors: {}", "    detectors: {black: }"],

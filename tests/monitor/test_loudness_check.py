@@ -22,7 +22,7 @@ from monitor.alarms import AlarmEvent, AlarmTracker, Subject
 from monitor.analyze import analyze
 from monitor.check_loudness import LoudnessCheck, next_reset
 from monitor.checks import CheckContext
-from monitor.config import ChannelConfig, load_config
+from monitor.config import ChannelConfig, default_channel, load_config
 from monitor.errors import ConfigError
 from monitor.media import AudioChunk, StreamInfo
 from monitor.pipeline import ChannelPipeline
@@ -199,8 +199,10 @@ def test_the_streamqc_command_reports_loudness_from_the_yaml(files, tmp_path, st
     assert close(raised["detail"]["short_term_lufs"], -17.5, 0.5), raised
 
 
-def test_loudness_is_off_unless_enabled(files, tmp_path):
-    config = channel(tmp_path, "{preset: ebu_r128}")
+def test_loudness_is_off_unless_configured_and_enabled_false_turns_it_off(files, tmp_path):
+    assert default_channel().loudness.rule.enabled is False
+    assert channel(tmp_path, "{preset: ebu_r128}").loudness.rule.enabled is True
+    config = channel(tmp_path, "{preset: ebu_r128, enabled: false}")
     assert config.loudness.rule.enabled is False
     events = run(files["peaks"], config)
     assert not {e.alarm for e in events} & {"loudness", "true_peak", "audio_clipping"}

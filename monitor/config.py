@@ -58,6 +58,7 @@ from detectors.loudness import LoudnessSettings
 from detectors.silence import SilenceSettings
 from failover.settings import FailoverSettings, Trigger
 from monitor.errors import ConfigError
+from monitor.media import PictureSelection
 from monitor.yamlsource import KeyPath, YamlDocument, load_yaml
 
 Severity = Literal["critical", "major", "minor", "warning", "info"]
@@ -93,6 +94,10 @@ class InputConfig:
     read_timeout_s: float = 5.0
     watchdog_s: float = 10.0
     """A live input whose decoded media time stops advancing this long is restarted."""
+    ladder_pictures: PictureSelection = "reference"
+    """Pictures decoded on the lower renditions of an HLS ladder (the largest is decoded in
+    full): all; reference, I and P pictures (a third of the cost, black/freeze within ~0.2 s);
+    keyframes (a few percent, black/freeze within a GOP)."""
 
 
 def _default(settings: S, **rule: object) -> DetectorConfig[S]:

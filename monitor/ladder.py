@@ -57,8 +57,13 @@ class LadderComparator:
         input_name: str,
         emit: Emit,
         inherited: Inheritance | None = None,
+        keyframes: bool = False,
     ) -> None:
+        """``keyframes``: compare at keyframes only, for ladders whose smaller renditions
+        are not decoded in full (an ABR ladder's renditions have their keyframes at the same
+        times, so that players can switch between them)."""
         config = channel.rendition_mismatch
+        self.keyframes = keyframes
         self.rule = config.rule
         self.settings = config.settings
         self._channel = channel.name
@@ -90,8 +95,11 @@ class LadderComparator:
         half_s = duration_s / 2
         self._latest[rendition] = (source_s, half_s, picture.pts_s)
         if self._grid is None:
-            frames = max(1, round(1.0 / (self.settings.comparisons_per_second * duration_s)))
+            per_second = self.settings.comparisons_per_second
+            frames = 1 if self.keyframes else max(1, round(1.0 / (per_second * duration_s)))
             self._grid = (source_s, frames * duration_s)
+        if self.keyframes and not picture.keyframe:
+            return
         origin_s, step_s = self._grid
         k = math.floor((source_s + half_s - origin_s) / step_s)
         if origin_s + k * step_s <= source_s - half_s or len(self._latest) < 2:
@@ -171,12 +179,16 @@ class LadderComparator:
 
 
 def ladder_comparator(
-    channel: ChannelConfig, input_name: str, emit: Emit, inherited: Inheritance | None
+    channel: ChannelConfig,
+    input_name: str,
+    emit: Emit,
+    inherited: Inheritance | None,
+    keyframes: bool = False,
 ) -> LadderComparator | None:
     """The comparator of a multi-rendition input, or None when the channel turns it off."""
     if not channel.rendition_mismatch.rule.enabled:
         return None
-    return LadderComparator(channel, input_name, emit, inherited)
+    return LadderComparator(channel, input_name, emit, inherited, keyframes)
 
 
 def _explained(pipeline: ChannelPipeline) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -44,7 +45,7 @@ from monitor.ingest.srt import SrtOptions, SrtReader
 from monitor.ingest.tr101290 import Tr101290Analyzer, Tr101290Settings
 from monitor.ingest.udp import UdpOptions, UdpReader
 from monitor.ladder import ladder_comparator
-from monitor.media import AudioChunk, MediaSource, Picture, StreamInfo
+from monitor.media import AudioChunk, MediaSource, Picture, PictureSelection, StreamInfo
 from monitor.pipeline import ChannelPipeline
 from monitor.stats import InputStats
 from monitor.thumbnails import Thumbnailer
@@ -275,6 +276,12 @@ class HlsIngest:
             self.thread.join(timeout=5.0)
 
 
+def rendition_size(name: str | None) -> int | None:
+    """Pixels of an HLS rendition named ``WxH`` (or ``WxH-<bandwidth>``), None if unsized."""
+    match = re.match(r"(\d+)x(\d+)(?:-|$)", name or "")
+    return int(match[1]) * int(match[2]) if match else None
+
+
 def open_ingest(url: str, source: InputConfig) -> Ingest:
     kind = live_kind(url)
     if kind == "udp":
@@ -383,7 +390,13 @@ class LiveSession:
         self._loss: dict[str | None, AlarmTracker] = {}
         self.renditions: dict[str | None, Rendition] = {}
         multi = isinstance(self.ingest, HlsIngest)  # renditions of a ladder, compared
-        self.ladder = ladder_comparator(channel, input_name, emit, inherited) if multi else None
+        self.ladder = (
+            ladder_comparator(
+                channel, input_name, emit, inherited, keyframes=self.source.ladder_pictures != "all"
+            )
+            if multi
+            else None
+        )
 
     # --- time ---------------------------------------------------------------------------
 
@@ -447,6 +460,7 @@ class LiveSession:
                 timeline_start_s=start_s,
                 open_timeout_s=self.source.open_timeout_s,
                 read_timeout_s=self.source.read_timeout_s,
+                pictures=self._pictures(r.name),
             ) as media:
                 self._put(("open", r, media.stream_infos()))
                 for item in media:
@@ -461,6 +475,17 @@ class LiveSession:
             self._put(("end", r, str(exc)))
         except Exception as exc:  # a decoder bug must end this thread, never the session
             self._put(("end", r, f"{type(exc).__name__}: {exc}"))
+
+    def _pictures(self, rendition: str | None) -> PictureSelection:
+        """All pictures of the ladder's largest rendition (and of anything unsized), the
+        configured selection of the smaller ones."""
+        size = rendition_size(rendition)
+        if size is None or self.source.ladder_pictures == "all":
+            return "all"
+        client = getattr(self.ingest, "client", None)
+        names = list(client.renditions) if client is not None else []
+        largest = max((s for n in names if (s := rendition_size(n)) is not None), default=size)
+        return "all" if size >= largest else self.source.ladder_pictures
 
     def _put(self, message: tuple[str, Rendition | None, Any]) -> None:
         while True:
@@ -574,11 +599,12 @@ class LiveSession:
             r.late += 1
         if waited_s > r.wait_max_s:
             r.wait_max_s = waited_s
-        if r.video_end_s is not None and picture.duration_s > 0:
+        shown_s = picture.shown_s or picture.duration_s
+        if r.video_end_s is not None and shown_s > 0:
             gap_s = picture.pts_s - r.video_end_s
-            if gap_s > 1.5 * picture.duration_s:
-                r.dropped += round(gap_s / picture.duration_s)
-        r.video_end_s = picture.pts_s + picture.duration_s
+            if gap_s > 1.5 * shown_s:
+                r.dropped += round(gap_s / shown_s)
+        r.video_end_s = picture.end_s
         if self.thumbnail_settings is not None and self.thumbnail_settings.enabled:
             if r.thumbnails is None:
                 r.thumbnails = Thumbnailer(self.thumbnail_settings)

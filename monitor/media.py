@@ -56,6 +56,15 @@ class Picture:
     keyframe: bool = False
     frame: av.VideoFrame | None = None
     """The decoded frame behind ``luma``: for thumbnails, never for per-picture work."""
+    shown_s: float = 0.0
+    """How long this decoder shows the picture for: ``duration_s``, or, when it decodes only
+    some pictures (a ladder's lower rungs), until the next one it decodes is expected. Media
+    presence and drop counting go by this; 0 means ``duration_s``."""
+
+    @property
+    def end_s(self) -> float:
+        """Media time until which this decoder has the picture on screen."""
+        return self.pts_s + (self.shown_s or self.duration_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +206,9 @@ class MediaSource:
         which then only names the source. ``timeline_start_s``: the media time the first
         decoded frame gets (a live input continuing its timeline after a reconnect); by
         default times count from the container's start. ``pictures``: decode all pictures or
-        only some (the lower rungs of a ladder); a picture then lasts until the next one is
-        expected, so presence and drop counting see a continuous picture stream."""
+        only some (the lower rungs of a ladder); a picture is then shown (``Picture.shown_s``)
+        until the next one is expected, so presence and drop counting see a continuous
+        picture stream."""
         self.url = url
         self.audio_block_s = audio_block_s
         self.name = describe_source(url)
@@ -368,8 +378,7 @@ class MediaSource:
         else:
             duration_s = self._frame_interval_s(stream)
         pts_s = timeline.seconds(frame.pts, duration_s, self._origin(frame))
-        if self.pictures != "all":
-            duration_s = self._sparse_duration(pts_s, duration_s)
+        shown_s = duration_s if self.pictures == "all" else self._sparse_span(pts_s, duration_s)
         name = frame.format.name
         layout = self._formats.get(name)
         if layout is None:
@@ -392,9 +401,10 @@ class MediaSource:
             full_range,
             frame.key_frame,
             frame,
+            shown_s,
         )
 
-    def _sparse_duration(self, pts_s: float, interval_s: float) -> float:
+    def _sparse_span(self, pts_s: float, interval_s: float) -> float:
         """How long a picture of a sparse selection stands for: the longest of the recent gaps
         between decoded pictures (a GOP, or an anchor distance), never less than a frame."""
         last, self._sparse_last_s = self._sparse_last_s, pts_s

@@ -139,7 +139,7 @@ class ChannelPipeline:
             full_range=picture.full_range,
             keyframe=picture.keyframe,
         )
-        end = picture.pts_s + picture.duration_s
+        end = picture.end_s
         self._last_measurement = m
         self.video_end_s = max(self.video_end_s, end)
         self.media_end_s = max(self.media_end_s, end)

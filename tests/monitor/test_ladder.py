@@ -117,9 +117,11 @@ def stream(
     return [(name, pic) for _, _, name, pic in arrivals]
 
 
-def run(config: ChannelConfig, items: list[tuple[str, Picture]]) -> tuple[list, LadderComparator]:
+def run(
+    config: ChannelConfig, items: list[tuple[str, Picture]], keyframes: bool = False
+) -> tuple[list, LadderComparator]:
     events: list = []
-    comparator = LadderComparator(config, "primary", events.append)
+    comparator = LadderComparator(config, "primary", events.append, keyframes=keyframes)
     pipelines = {}
     for name, pic in items:
         pipeline = pipelines.get(name)
@@ -163,6 +165,27 @@ def test_a_logo_missing_on_one_rendition_is_raised_on_it_on_its_own_timeline():
     assert x == pytest.approx(600 / 768, abs=0.03) and x + w == pytest.approx(700 / 768, abs=0.03)
     assert y == pytest.approx(20 / 432, abs=0.05) and y + h == pytest.approx(70 / 432, abs=0.05)
     assert detail["distance"] > 3 * detail["baseline"]
+
+
+def test_ladders_decoded_sparsely_are_compared_at_their_keyframes_only():
+    """Smaller rungs decoded I/P only: the pictures they have in common are the keyframes
+    (an ABR ladder aligns them, so players can switch); the rest are never compared."""
+    items = stream(10.0, joined_s=JOINED, lag_s=LAGS, logo_missing={C: (4.0, 7.0)})
+    gop = FPS  # a keyframe a second
+    items = [
+        (name, replace(pic, keyframe=round((pic.pts_s - JOINED[name]) * FPS) % gop == 0))
+        for name, pic in items
+    ]
+    events, comparator = run(channel(), items, keyframes=True)
+
+    assert comparator.comparisons == 9  # seconds 1..9: the first passed before a second rung
+    assert [(e["alarm"], e["state"], e["rendition"]) for e in events] == [
+        ("rendition_mismatch", "raised", C),
+        ("rendition_mismatch", "cleared", C),
+    ]
+    raised, cleared = events
+    assert raised["start"] == pytest.approx(4.0 + JOINED[C], abs=1e-6)
+    assert cleared["end"] == pytest.approx(7.0 + JOINED[C], abs=1e-6)
 
 
 @pytest.mark.parametrize(

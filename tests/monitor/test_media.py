@@ -175,7 +175,8 @@ def test_keyframes_only_pictures_stand_for_their_gop_and_keep_the_checks_whole(m
 
     assert [round(p.pts_s, 2) for p in pictures] == [0, 1, 2, 3, 4, 5, 6, 7]
     assert all(p.keyframe for p in pictures)
-    assert [p.duration_s for p in pictures[1:]] == pytest.approx([1.0] * 7)
+    assert [p.shown_s for p in pictures[1:]] == pytest.approx([1.0] * 7)
+    assert all(p.duration_s == pytest.approx(0.04) for p in pictures)  # still one frame
     found = [(e.alarm, e.start, e.end) for e in events if e.state == "cleared"]
     assert found == [("black", pytest.approx(3.0), pytest.approx(6.0))], events
 
@@ -199,6 +200,6 @@ def test_reference_pictures_skip_the_b_pictures(tmp_path):
     assert len(every) == 50
     assert 10 <= len(anchors) <= 25, len(anchors)  # I and P pictures: about one in three
     assert {round(p.pts_s, 2) for p in anchors} <= {round(p.pts_s, 2) for p in every}
-    ends = [p.pts_s + p.duration_s for p in anchors[:-1]]
+    ends = [p.end_s for p in anchors[:-1]]
     starts = [p.pts_s for p in anchors[1:]]
     assert all(end >= start - 1e-6 for end, start in zip(ends, starts, strict=True))

@@ -6,4 +6,5 @@ detector is heavy, so a channel that does not use it pays no start-up cost.
 """
 
 import monitor.check_avsync  # noqa: F401
+import monitor.check_graphics  # noqa: F401
 import monitor.check_loudness  # noqa: F401

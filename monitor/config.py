@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import functools
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,9 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from detectors.avsync import AvSyncSettings
 from detectors.black import BlackSettings
+from detectors.corruption import CorruptionSettings
 from detectors.freeze import FreezeSettings
+from detectors.graphics import GraphicSettings, load_reference
 from detectors.ladder import LadderSettings
 from detectors.loudness import LoudnessSettings
 from detectors.silence import SilenceSettings
@@ -149,6 +152,15 @@ class ChannelConfig:
         )
     )
     """One rendition of a live HLS ladder shows what the others do not (2+ renditions)."""
+    picture_corrupt: DetectorConfig[CorruptionSettings] = field(
+        default_factory=lambda: _default(
+            CorruptionSettings(), enabled=False, raise_after_s=1.0, clear_after_s=2.0
+        )
+    )
+    """Decode garbage on the macroblock grid, against the channel's own baseline."""
+    graphics: tuple[DetectorConfig[GraphicSettings], ...] = ()
+    """Graphics to watch (logo, clock, lower third): ``detectors.graphics``, a list merged
+    from the defaults' by name."""
     row_step: int | None = None
     """Analyse every n-th picture row; None picks about 135 rows whatever the size."""
     failover: FailoverSettings = field(default_factory=FailoverSettings)
@@ -503,10 +515,23 @@ def _detector_block(name: str, settings: type) -> type[_Section]:
 
 
 _DETECTORS = {name: _detector_block(name, cls) for name, cls in _detector_settings().items()}
+
+
+def _graphic_entry() -> type[_Section]:
+    """One entry of ``detectors.graphics``: the alarm rule's keys, then the graphic's. Only
+    ``name`` is required here, so a channel's entry may override the defaults' of its name."""
+    fields = {**_fields(AlarmRule), **_fields(GraphicSettings)}
+    kind, _ = fields["roi"]
+    fields["roi"] = (kind | None, Field(None))
+    return create_model("graphic", __base__=_Section, **fields)
+
+
+_Graphic = _graphic_entry()
 _Detectors = create_model(
     "detectors",
     __base__=_Section,
     **{name: (block, Field(default_factory=block)) for name, block in _DETECTORS.items()},
+    graphics=(list[_Graphic], Field(default_factory=list)),
 )
 
 
@@ -594,6 +619,7 @@ def _channel(
             detectors[name] = _merged(getattr(base, name), *written)
         except ValueError as error:  # a check across keys in a Settings' __post_init__
             raise document.error((*where, "detectors", name), str(error)) from None
+    graphics = _graphics(defaults.detectors.graphics, spec.detectors.graphics, document, where)
     failover: dict[str, Any] = {}
     for block in (defaults.failover, spec.failover):
         failover.update({name: getattr(block, name) for name in block.model_fields_set})
@@ -607,8 +633,61 @@ def _channel(
             f"mode {settings.mode} needs inputs '{settings.primary}' and '{settings.backup}'",
         )
     return dataclasses.replace(
-        base, inputs=inputs, row_step=row_step, failover=settings, **detectors
+        base, inputs=inputs, row_step=row_step, failover=settings, graphics=graphics, **detectors
     )
+
+
+def _graphics(
+    defaults: list[Any], own: list[Any], document: YamlDocument, where: KeyPath
+) -> tuple[DetectorConfig[GraphicSettings], ...]:
+    """The defaults' graphics, each overridden key by key by the channel's entry of the same
+    name, then the channel's other graphics."""
+    keys: dict[str, dict[str, Any]] = {}
+    written: dict[str, dict[str, KeyPath]] = {}  # graphic → key → where it was written last
+    lists = (
+        (("defaults", "detectors", "graphics"), defaults),
+        ((*where, "detectors", "graphics"), own),
+    )
+    for origin, entries in lists:
+        first_line: dict[str, int] = {}
+        for i, entry in enumerate(entries):
+            path = (*origin, i)
+            if entry.name in first_line:
+                first = first_line[entry.name]
+                raise document.error(
+                    (*path, "name"),
+                    f"duplicate graphic name '{entry.name}' (first at line {first})",
+                )
+            first_line[entry.name] = document.line((*path, "name"))
+            merged = keys.setdefault(entry.name, {})
+            sources = written.setdefault(entry.name, {})
+            for key in entry.model_fields_set:
+                merged[key] = getattr(entry, key)
+                sources[key] = (*path, key)
+            sources[""] = path
+    return tuple(_graphic(keys[name], written[name], document) for name in keys)
+
+
+def _graphic(
+    keys: dict[str, Any], sources: dict[str, KeyPath], document: YamlDocument
+) -> DetectorConfig[GraphicSettings]:
+    rule = {key: value for key, value in keys.items() if key in _RULE_FIELDS}
+    settings = {key: value for key, value in keys.items() if key not in _RULE_FIELDS}
+    if settings.get("roi") is None:
+        raise document.error(sources[""], "missing required key 'roi'")
+    if settings.get("reference") is not None:  # relative to the configuration file
+        folder = Path(document.source).parent
+        settings["reference"] = os.path.abspath(folder / settings["reference"])
+    try:
+        graphic = GraphicSettings(**settings)
+        if graphic.reference is not None:
+            load_reference(graphic.reference)
+    except ValueError as error:  # a check across keys, or unreadable artwork
+        key, _, rest = str(error).partition(": ")
+        if key in sources and rest:
+            raise document.error(sources[key], rest) from None
+        raise document.error(sources[""], str(error)) from None
+    return DetectorConfig(AlarmRule(**rule), graphic)
 
 
 def _merged(base: DetectorConfig[Any], *blocks: _Section) -> DetectorConfig[Any]:

@@ -99,6 +99,8 @@ class LadderComparator:
             frames = 1 if self.keyframes else max(1, round(1.0 / (per_second * duration_s)))
             self._grid = (source_s, frames * duration_s)
         if self.keyframes and not picture.keyframe:
+            if self._instants:  # the renditions' progress may complete a waiting instant
+                self._judge_ready()
             return
         origin_s, step_s = self._grid
         k = math.floor((source_s + half_s - origin_s) / step_s)

@@ -107,3 +107,35 @@ def test_a_monitor_error_carried_from_an_earlier_worker_is_not_raised_twice(flak
     run_until(unit, second, lambda events: any(e["state"] == "cleared" for e in events))
 
     assert [(e["state"], e["id"]) for e in second.events()] == [("cleared", raised["id"])]
+
+
+WARM_UP = """
+from dataclasses import replace
+from detectors.avsync_kernels import picture_change
+from detectors.loudness_kernels import measure_steps
+from monitor.config import default_channel
+from monitor.live import warm_up_checks
+
+channel = default_channel()
+if {enable}:
+    on = replace(channel.loudness.rule, enabled=True)
+    channel = replace(
+        channel,
+        loudness=replace(channel.loudness, rule=on),
+        av_sync=replace(channel.av_sync, rule=on),
+    )
+warm_up_checks(channel)
+print(len(measure_steps.signatures), len(picture_change.signatures))
+"""
+
+
+@pytest.mark.parametrize(("enable", "loaded"), [(True, "1 1"), (False, "0 0")])
+def test_a_session_loads_its_channels_check_kernels_before_its_readers_start(enable, loaded):
+    """Loading a kernel holds the GIL for a while; mid-stream it would delay the readers."""
+    import subprocess
+    import sys
+
+    code = WARM_UP.format(enable=enable)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == loaded

@@ -11,7 +11,7 @@ On one cached clip per size (1080p25, 720p25, 360p25; H.264 + AAC stereo), each 
             -af silencedetect,ebur128 -f null -`` (a child process; its CPU from rusage)
 
 All with one decoder thread. Costs are CPU seconds per media second; rounds interleave the
-variants in rotating order. Targets (issue 9): full <= 1.11 x decode; full < ffmpeg (<= 0.9).
+variants in rotating order. Targets: full <= 1.11 x decode; full < ffmpeg (<= 0.9).
 Without the ``ffmpeg`` command the last variant is left out. With ``--benchmark-disable``
 (CI) one round on a 1 s clip, reporting nothing.
 """

@@ -12,7 +12,7 @@ picture also offered to the ``LadderComparator`` (``rendition_mismatch``). Varia
   keyframes  the same with ``ladder_pictures: keyframes``
   all        the same with every picture of every rendition decoded, compared 5 times a second
 
-CPU seconds per media second, rounds interleaved in rotating order. Target (issue 9):
+CPU seconds per media second, rounds interleaved in rotating order. Target:
 ladder <= 1.3 x top. With ``--benchmark-disable`` one round on 1 s clips, reporting nothing.
 """
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from tests.mqttbroker import Mosquitto
 
 _SECTIONS = pytest.StashKey[dict[str, list[str]]]()
 
@@ -48,3 +52,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_sep("-", title)
         for line in lines:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A real Mosquitto on loopback for the daemon benchmarks (no persistence)."""
+    mosquitto = Mosquitto(tmp_path / "mosquitto", persistence=False).start()
+    try:
+        yield mosquitto
+    finally:
+        mosquitto.stop()

@@ -355,6 +355,8 @@ class BenchDaemon(Daemon):
     ``workers``: a fixed worker count instead; ``cpus``: the CPUs the daemon (supervisor and
     workers, which inherit it) may run on."""
 
+    SETTINGS = ""
+
     def __init__(
         self,
         folder: Path,
@@ -371,22 +373,7 @@ class BenchDaemon(Daemon):
     def write_config(self, channels: list[Channel], extra: str = "") -> None:
         if self.workers is not None:
             extra = f"workers: {self.workers}\n" + extra
-        self.folder.mkdir(parents=True, exist_ok=True)
-        mqtt = (
-            f'mqtt: {{url: "{self.broker_url}"}}\n'
-            if self.broker_url
-            else f'mqtt: {{embedded_listen: "127.0.0.1:{self.embedded_port}"}}\n'
-        )
-        self.config_path.write_text(
-            "version: 1\n"
-            f"site: {self.site}\n"
-            + mqtt
-            + f'metrics: {{listen: "127.0.0.1:{self.metrics_port}"}}\n'
-            f"state_dir: {self.folder / 'state'}\n"
-            + extra
-            + "channels:\n"
-            + "".join(c.yaml() for c in channels)
-        )
+        super().write_config(channels, extra)
 
     def start(self) -> BenchDaemon:
         # STREAMQC_DEBUG only adds tracebacks on internal errors; keep the daemon as deployed

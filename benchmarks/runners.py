@@ -7,7 +7,12 @@ demux the same streams (the video and every audio stream).
 from __future__ import annotations
 
 import dataclasses
+import gc
+import resource
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import av
 import av.error
@@ -95,3 +100,35 @@ def ffmpeg_filters(path: Path) -> list[str]:
         _drain(vsink)
         _drain(asink, silences)
     return silences
+
+
+def cpu_seconds(run: Callable[[], object]) -> float:
+    """CPU seconds ``run()`` took: every thread of this process, plus the child processes it
+    waited for (the FFmpeg command line)."""
+    gc.collect()
+    t0, c0 = time.process_time(), _children_cpu_s()
+    run()
+    return time.process_time() - t0 + _children_cpu_s() - c0
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def interleaved(
+    benchmark: Any, runs: dict[str, Callable[[], object]], rounds: int
+) -> dict[str, list[float]]:
+    """CPU seconds of every run in each round. Each round starts one run later than the one
+    before, so the machine's slow phases spread over all of them. The pytest-benchmark row is
+    the wall time of one round of all runs; the numbers that matter are these."""
+    names = list(runs)
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+
+    def one_round() -> None:
+        k = len(cpu[names[0]]) % len(names)
+        for name in names[k:] + names[:k]:
+            cpu[name].append(cpu_seconds(runs[name]))
+
+    benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=0)
+    return cpu

@@ -19,16 +19,21 @@ the time inside single runs, which is far steadier.
 
 from __future__ import annotations
 
-import gc
 import statistics
-import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from benchmarks.clips import ClipSpec, broadcast_clip, clip_path
-from benchmarks.runners import decode_only, ffmpeg_filters, streamqc, streamqc_all_rows
+from benchmarks.runners import (
+    decode_only,
+    ffmpeg_filters,
+    interleaved,
+    streamqc,
+    streamqc_all_rows,
+)
 
 CLIP_S = 12.0
 ROUNDS = {1080: 8, 360: 12}
@@ -45,13 +50,6 @@ VARIANTS: dict[int, dict[str, tuple[str, Run]]] = {
     1080: {"decode": DECODE, "streamqc": STREAMQC, "all_rows": ALL_ROWS, "ffmpeg": FFMPEG},
     360: {"decode": DECODE, "streamqc": STREAMQC, "ffmpeg": FFMPEG},
 }
-
-
-def cpu_seconds(run: Run, path: Path) -> float:
-    gc.collect()
-    t0 = time.process_time()
-    run(path)
-    return time.process_time() - t0
 
 
 @pytest.fixture(scope="module")
@@ -75,27 +73,6 @@ def check_silence_found(spec: ClipSpec, path: Path) -> None:
     assert len(found) == 1 and abs(float(found[0]) - start_s) < 0.1, found
 
 
-def measure_interleaved(
-    benchmark, variants: dict[str, tuple[str, Run]], path: Path, rounds: int
-) -> dict[str, list[float]]:
-    """CPU seconds of each variant per round; each round starts one variant later."""
-    names = list(variants)
-    cpu: dict[str, list[float]] = {name: [] for name in names}
-    done = 0
-
-    def one_round() -> None:
-        nonlocal done
-        k = done % len(names)
-        for name in names[k:] + names[:k]:
-            cpu[name].append(cpu_seconds(variants[name][1], path))
-        done += 1
-
-    # The pytest-benchmark row is the wall time of one round of all variants; the numbers that
-    # matter are the per-variant CPU times, printed in the summary and kept in extra_info.
-    benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=0)
-    return cpu
-
-
 def pct(ratio: float) -> str:
     return f"{ratio * 100:+5.1f} %"
 
@@ -108,7 +85,8 @@ def test_detection_overhead_over_decode(benchmark, report, warmed, height: int) 
     check_silence_found(spec, path)
     variants = VARIANTS[height]
     benchmark.group = "analyze overhead: wall time of one round of all variants"
-    cpu = measure_interleaved(benchmark, variants, path, ROUNDS[height])
+    runs = {name: partial(run, path) for name, (_, run) in variants.items()}
+    cpu = interleaved(benchmark, runs, ROUNDS[height])
     if benchmark.disabled:
         return
 

@@ -22,7 +22,6 @@ cost is the steady state every window pays whatever the content.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import statistics
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ import numpy as np
 import pytest
 
 from benchmarks.clips import broadcast_clip, clip_path
-from benchmarks.runners import decode_only, streamqc
+from benchmarks.runners import decode_only, interleaved, streamqc
 from monitor.check_avsync import AvSyncCheck
 from monitor.config import AlarmRule, ChannelConfig, DetectorConfig, default_channel
 
@@ -70,13 +69,6 @@ class CheckTimer:
         return timed
 
 
-def cpu_seconds(run: Callable[[], object]) -> float:
-    gc.collect()
-    t0 = time.process_time()
-    run()
-    return time.process_time() - t0
-
-
 @pytest.mark.parametrize("height", [1080, 360])
 def test_av_sync_check_cost_against_decode(benchmark, report, monkeypatch, height: int) -> None:
     spec = broadcast_clip(height, QUICK_CLIP_S if benchmark.disabled else CLIP_S)
@@ -97,17 +89,8 @@ def test_av_sync_check_cost_against_decode(benchmark, report, monkeypatch, heigh
         "streamqc": lambda: streamqc(path),
         "av_sync": av_sync,
     }
-    cpu: dict[str, list[float]] = {name: [] for name in variants}
-    names = list(variants)
-
-    def one_round() -> None:
-        k = len(cpu["decode"]) % len(names)
-        for name in names[k:] + names[:k]:
-            cpu[name].append(cpu_seconds(variants[name]))
-
     benchmark.group = "av_sync: wall time of one round of all variants"
-    rounds = 1 if benchmark.disabled else ROUNDS[height]
-    benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=0)
+    cpu = interleaved(benchmark, variants, 1 if benchmark.disabled else ROUNDS[height])
     if benchmark.disabled:
         return
 

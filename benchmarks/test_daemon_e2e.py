@@ -39,7 +39,6 @@ import os
 import resource
 import statistics
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -109,15 +108,6 @@ def sustain_clip(height: int) -> ClipSpec:
     if height == 720:
         return ClipSpec(1280, 720, 3000, SUSTAIN_CLIP_S)
     raise ValueError(height)
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    mosquitto = Mosquitto(tmp_path / "mosquitto", persistence=False).start()
-    try:
-        yield mosquitto
-    finally:
-        mosquitto.stop()
 
 
 def synth_clip(spec: MediaSpec, name: str) -> Path:

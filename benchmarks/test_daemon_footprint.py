@@ -34,7 +34,6 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -57,15 +56,6 @@ SOAK_S = float(os.environ.get("STREAMQC_SOAK_S", "600"))
 SOAK_WARMUP_S = 60.0
 SOAK_EVERY_S = 5.0
 SOAK_FEEDS = 4
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    mosquitto = Mosquitto(tmp_path / "mosquitto", persistence=False).start()
-    try:
-        yield mosquitto
-    finally:
-        mosquitto.stop()
 
 
 def pss_mb(pid: int) -> float:

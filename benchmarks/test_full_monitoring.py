@@ -18,20 +18,17 @@ Without the ``ffmpeg`` command the last variant is left out. With ``--benchmark-
 
 from __future__ import annotations
 
-import gc
-import resource
 import shutil
 import statistics
 import subprocess
-import time
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import pytest
 
 from benchmarks.clips import broadcast_clip, clip_path
-from benchmarks.runners import decode_only, streamqc
+from benchmarks.runners import decode_only, interleaved, streamqc
 from monitor.config import ChannelConfig, load_config
 
 CLIP_S = 12.0
@@ -92,18 +89,6 @@ def ffmpeg_cli(path: Path) -> None:
 Run = Callable[[Path], object]
 
 
-def children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def cpu_seconds(run: Run, path: Path) -> float:
-    gc.collect()
-    t0, c0 = time.process_time(), children_cpu_s()
-    run(path)
-    return time.process_time() - t0 + children_cpu_s() - c0
-
-
 @pytest.mark.parametrize("height", [1080, 720, 360])
 def test_full_monitoring_cost(benchmark, report, tmp_path_factory, height: int) -> None:
     quick = benchmark.disabled
@@ -128,20 +113,11 @@ def test_full_monitoring_cost(benchmark, report, tmp_path_factory, height: int) 
     for _, run in variants.values():  # load kernels, filters and the page cache
         run(clip_path(broadcast_clip(360, QUICK_CLIP_S)))
 
-    names = list(variants)
-    cpu: dict[str, list[float]] = {name: [] for name in names}
-    done = 0
-
-    def one_round() -> None:
-        nonlocal done
-        k = done % len(names)
-        for name in names[k:] + names[:k]:
-            cpu[name].append(cpu_seconds(variants[name][1], path))
-        done += 1
-
     benchmark.group = "full monitoring: wall time of one round of all variants"
-    benchmark.pedantic(one_round, rounds=1 if quick else ROUNDS[height], iterations=1)
-    assert all(len(v) == done for v in cpu.values())
+    runs = {name: partial(run, path) for name, (_, run) in variants.items()}
+    cpu = interleaved(benchmark, runs, 1 if quick else ROUNDS[height])
+    done = len(cpu["decode"])
+    assert all(len(v) == done > 0 for v in cpu.values())
     if quick:
         return
 

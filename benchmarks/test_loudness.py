@@ -22,10 +22,8 @@ project default) one round on 1 s of audio runs as a smoke test and nothing is r
 
 from __future__ import annotations
 
-import gc
 import io
 import statistics
-import time
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -34,6 +32,7 @@ import av.error
 import numpy as np
 import pytest
 
+from benchmarks.runners import interleaved
 from detectors.loudness import LoudnessMeter, LoudnessSettings
 from monitor.alarms import AlarmTracker, Subject
 from monitor.check_loudness import LoudnessCheck
@@ -154,13 +153,6 @@ def _drain(graph: av.filter.Graph) -> None:
             return
 
 
-def cpu_seconds(run: Callable[[], object]) -> float:
-    gc.collect()
-    t0 = time.process_time()
-    run()
-    return time.process_time() - t0
-
-
 @pytest.mark.parametrize("layout", ["stereo", "5.1"])
 def test_loudness_metering_cost(benchmark, report, layout: str) -> None:
     media_s = QUICK_S if benchmark.disabled else MEDIA_S
@@ -169,18 +161,8 @@ def test_loudness_metering_cost(benchmark, report, layout: str) -> None:
     names = list(runs)
     for name in names:  # loads Numba's cached kernels and FFmpeg's filters outside the timing
         runs[name][1]()
-    cpu: dict[str, list[float]] = {name: [] for name in names}
-    done = 0
-
-    def one_round() -> None:
-        nonlocal done
-        k = done % len(names)
-        for name in names[k:] + names[:k]:
-            cpu[name].append(cpu_seconds(runs[name][1]))
-        done += 1
-
     benchmark.group = f"loudness metering {layout}: wall time of one round of all variants"
-    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+    cpu = interleaved(benchmark, {name: run for name, (_, run) in runs.items()}, ROUNDS)
     if benchmark.disabled:
         return
 

@@ -111,7 +111,12 @@ class Daemon:
 
     # --- config ---
 
+    SETTINGS = "thumbnails: {interval: 2s}\nworkers: 2\n"
+    """Daemon settings of the tests: thumbnails often enough to see, two workers whatever
+    the machine."""
+
     def write_config(self, channels: list[Channel], extra: str = "") -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
         mqtt = (
             f'mqtt: {{url: "{self.broker_url}"}}\n'
             if self.broker_url
@@ -123,8 +128,10 @@ class Daemon:
             + mqtt
             + f'metrics: {{listen: "127.0.0.1:{self.metrics_port}"}}\n'
             f"state_dir: {self.folder / 'state'}\n"
-            "thumbnails: {interval: 2s}\n"
-            "workers: 2\n" + extra + "channels:\n" + "".join(c.yaml() for c in channels)
+            + self.SETTINGS
+            + extra
+            + "channels:\n"
+            + "".join(c.yaml() for c in channels)
         )
 
     # --- process ---

@@ -433,8 +433,14 @@ class LiveSession:
 
         def make(streams: list[StreamInfo]) -> ChannelPipeline:
             audio = [s for s in streams if s.kind == "audio"]
+            config = channel
+            if not audio and self._has_audio_renditions():
+                # A CMAF-style ladder carries the sound once, in its own rendition, which is
+                # checked there: its video renditions have none to miss.
+                off = replace(channel.audio_missing.rule, enabled=False)
+                config = replace(channel, audio_missing=replace(channel.audio_missing, rule=off))
             return ChannelPipeline(
-                channel,
+                config,
                 self.input_name,
                 self.emit,
                 audio_streams=audio,
@@ -444,6 +450,11 @@ class LiveSession:
             )
 
         return make
+
+    def _has_audio_renditions(self) -> bool:
+        client = getattr(self.ingest, "client", None)
+        names = list(client.renditions) if client is not None else []
+        return any(name.startswith("audio-") for name in names)
 
     def report(self, condition: TransportCondition) -> None:
         """Readers' callback (any thread): transport conditions join the control loop."""

@@ -171,17 +171,25 @@ def build_ladder(
     sizes: tuple[tuple[int, int], ...] = ((320, 180), (256, 144), (160, 90)),
     audio_only: bool = True,
     container: str = "mpegts",
+    muxed_audio: bool = True,
 ) -> list[Rendition]:
     """Encode each rendition once and cut it into segments (~0.5 s per 20 s rung).
 
     ``container``: "mpegts" (TS segments) or "fmp4" (init segment + moof/mdat fragments).
+    ``muxed_audio``: False for video renditions without audio (the sound only in the
+    alternate audio rendition, as CMAF ladders carry it).
     """
     if container not in ("mpegts", "fmp4"):
         raise ValueError(f"container {container!r}: expected 'mpegts' or 'fmp4'")
     fps = 25
     gop = round(segment_s * fps)
     specs = [
-        (f"{w}x{h}", MediaSpec(duration_s=duration_s, width=w, height=h, fps=fps, gop=gop))
+        (
+            f"{w}x{h}",
+            MediaSpec(
+                duration_s=duration_s, width=w, height=h, fps=fps, gop=gop, audio=muxed_audio
+            ),
+        )
         for w, h in sizes
     ]
     if audio_only:

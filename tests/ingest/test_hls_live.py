@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.ingest.hlsserver import LiveHlsServer
+from tests.ingest.hlsserver import LiveHlsServer, build_ladder
 from tests.ingest.test_hls import fmp4_ladder, ladder  # noqa: F401  (session-encoded ladders)
 from tests.ingest.test_udp import analyze_live, finish
 
@@ -24,6 +24,19 @@ def test_every_rendition_of_a_clean_ladder_is_monitored_without_alarms(ladder): 
 def test_an_fmp4_ladder_is_decoded_without_alarms(fmp4_ladder):  # noqa: F811
     with LiveHlsServer(fmp4_ladder) as server:
         code, events, err = finish(analyze_live(server.url, "--duration", "5s"))
+    assert code == 0, err
+    assert events == [], events
+    assert "monitored" in err and " 0 pictures" not in err
+
+
+def test_video_renditions_without_audio_beside_an_audio_rendition_are_not_missing_audio(
+    tmp_path,
+):
+    # CMAF-style ladders carry the sound once, in an alternate audio rendition. 11 s: past
+    # the join grace (5 s) and audio_missing's raise_after (2 s) with room to spare.
+    cmaf = build_ladder(tmp_path, duration_s=12.0, sizes=((160, 90),), muxed_audio=False)
+    with LiveHlsServer(cmaf) as server:
+        code, events, err = finish(analyze_live(server.url, "--duration", "11s"))
     assert code == 0, err
     assert events == [], events
     assert "monitored" in err and " 0 pictures" not in err

@@ -142,3 +142,36 @@ def test_sparse_observations_clear_when_the_absence_lasted_long_enough():
 def test_sparse_observations_within_clear_after_keep_one_alarm():
     got, _, _ = track([(0.0, True), (3.0, False), (3.8, True), (7.0, True), (8.0, False)], end_s=9)
     assert got == [("raised", 0.0, None), ("cleared", 0.0, 8.0)]
+
+
+def test_inherited_alarms_of_one_subject_are_told_apart_by_stream_subject_and_graphic():
+    from monitor.alarms import AlarmEvent, Inheritance
+
+    def raised(alarm, **detail):
+        return AlarmEvent(
+            alarm,
+            "raised",
+            1.0,
+            None,
+            "news",
+            "primary",
+            None,
+            "major",
+            "2026-11-25T00:00:00.000Z",
+            f"{alarm}-{detail}",
+            detail,
+        )
+
+    events = [
+        raised("graphic_missing", graphic="logo"),
+        raised("graphic_missing", graphic="clock"),
+        raised("silence", stream=0),
+        raised("silence", stream=1),
+    ]
+    inherited = Inheritance(events)
+    assert len(inherited) == 4
+    claimed = inherited.claim("graphic_missing", SUBJECT, {"graphic": "clock"})
+    assert claimed is events[1]
+    assert inherited.claim("silence", SUBJECT, {"stream": 1}) is events[3]
+    assert inherited.claim("graphic_missing", SUBJECT, {"graphic": "ticker"}) is None
+    assert len(inherited) == 2

@@ -46,7 +46,7 @@ import random
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +56,7 @@ import aiomqtt
 
 from failover.actions import Action, ActionError, Log, make_action
 from failover.agentsettings import AgentChannel, AgentSettings
+from failover.aio import until_first
 from failover.protocol import (
     VERSION,
     Ack,
@@ -470,7 +471,7 @@ class Agent:
             self._log.info("mqtt connected", channels=len(self._channels))
             if self._notify is not None:
                 self._notify.status(self._summary())
-            await _until_first(self._send(client), self._receive(client))
+            await until_first(self._send(client), self._receive(client))
 
     async def _send(self, client: aiomqtt.Client) -> None:
         """Publish retained values first (a state before the ack that reports it), then acks."""
@@ -548,18 +549,3 @@ def _drain(queue: asyncio.Queue[Command]) -> list[Command]:
     while not queue.empty():
         commands.append(queue.get_nowait())
     return commands
-
-
-async def _until_first(*work: Awaitable[None]) -> None:
-    """Run ``work`` concurrently until the first one ends; cancel the others; re-raise its error."""
-    tasks = [asyncio.ensure_future(each) for each in work]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for task in tasks:
-        if task in done:
-            task.result()
-            return

@@ -17,12 +17,13 @@ import sqlite3
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiomqtt
 
+from failover.aio import until_first
 from monitor.config import MqttConfig, TlsConfig, broker_address
 from monitor.errors import ConfigError
 from monitor.sinks.spool import Spool
@@ -317,7 +318,7 @@ class MqttSink:
             self._subscribe_due.update(self._subscriptions)
             self._log("mqtt connected", broker=self._broker, queued=self.queued)
             try:
-                await _until_first(self._drain(client), self._receive(client))
+                await until_first(self._drain(client), self._receive(client))
             finally:
                 self._connected = False
                 self._transient.clear()
@@ -413,21 +414,6 @@ class MqttSink:
         except aiomqtt.MqttError as error:  # aiomqtt says "Disconnected during message iteration"
             why = f": {error.__cause__}" if error.__cause__ else ""
             raise aiomqtt.MqttError(f"connection lost{why}") from None
-
-
-async def _until_first(*work: Awaitable[None]) -> None:
-    """Run ``work`` concurrently until the first one ends; cancel the others; re-raise its error."""
-    tasks = [asyncio.ensure_future(each) for each in work]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for task in tasks:
-        if task in done:
-            task.result()
-            return
 
 
 def _reason(error: BaseException) -> str:

@@ -124,13 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Prometheus metrics, systemd notifications. SIGHUP reloads FILE; SIGTERM stops.",
     )
     p.add_argument("--config", required=True, metavar="FILE", help="configuration (YAML)")
-    p.add_argument(
-        "--log-format",
-        choices=("auto", "json", "console"),
-        default="auto",
-        help="auto (default): readable on a terminal, JSON lines otherwise (journald)",
-    )
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    add_log_options(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -144,6 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--check", action="store_true", help="validate FILE and exit (files it names unread)"
     )
+    add_log_options(p)
+    p.set_defaults(func=cmd_agent)
+
+    p = sub.add_parser("check-config", help="validate a configuration file and exit")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def add_log_options(p: argparse.ArgumentParser) -> None:
+    """The log options of the long-running commands (the daemon and the agent)."""
     p.add_argument(
         "--log-format",
         choices=("auto", "json", "console"),
@@ -151,12 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto (default): readable on a terminal, JSON lines otherwise (journald)",
     )
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
-    p.set_defaults(func=cmd_agent)
-
-    p = sub.add_parser("check-config", help="validate a configuration file and exit")
-    p.add_argument("file", metavar="FILE")
-    p.set_defaults(func=cmd_check_config)
-    return parser
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

@@ -451,10 +451,13 @@ class LiveSession:
 
         return make
 
-    def _has_audio_renditions(self) -> bool:
+    def _ladder(self) -> list[str]:
+        """The names of every rendition of an HLS input (none for other inputs)."""
         client = getattr(self.ingest, "client", None)
-        names = list(client.renditions) if client is not None else []
-        return any(name.startswith("audio-") for name in names)
+        return list(client.renditions) if client is not None else []
+
+    def _has_audio_renditions(self) -> bool:
+        return any(name.startswith("audio-") for name in self._ladder())
 
     def report(self, condition: TransportCondition) -> None:
         """Readers' callback (any thread): transport conditions join the control loop."""
@@ -510,9 +513,8 @@ class LiveSession:
         size = rendition_size(rendition)
         if size is None or self.source.ladder_pictures == "all":
             return "all"
-        client = getattr(self.ingest, "client", None)
-        names = list(client.renditions) if client is not None else []
-        largest = max((s for n in names if (s := rendition_size(n)) is not None), default=size)
+        sizes = (s for name in self._ladder() if (s := rendition_size(name)) is not None)
+        largest = max(sizes, default=size)
         return "all" if size >= largest else self.source.ladder_pictures
 
     def _put(self, message: tuple[str, Rendition | None, Any]) -> None:

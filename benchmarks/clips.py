@@ -1,6 +1,6 @@
 """Benchmark media: broadcast-like H.264/AAC MPEG-TS clips, generated once and cached.
 
-``monitor/synth.py`` makes clips for correctness tests: a smooth scrolling texture at CRF 12,
+``monitor/demo/synth.py`` makes clips for correctness tests: a smooth scrolling texture at CRF 12,
 preset ultrafast, no B-frames. That is cheap and unusual to decode, and decode cost is the
 yardstick every overhead here is divided by. These clips are closer to a contribution feed:
 two film-like noise textures moving in different directions plus light grain, coded by
@@ -201,7 +201,7 @@ def _encode(path: Path, spec: ClipSpec) -> None:
 
 def decoded_lumas(path: Path, count: int = 10, skip: int = 5) -> list[np.ndarray]:
     """``count`` consecutive decoded luma planes as zero-copy views (each keeps its frame)."""
-    from monitor.media import luma_view
+    from monitor.decode.media_source import luma_view
 
     lumas: list[np.ndarray] = []
     with av.open(str(path)) as container:

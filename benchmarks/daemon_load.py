@@ -3,8 +3,8 @@ subscriber that timestamps what it receives, the daemon on a production-like con
 /proc readings.
 
 ``Player`` sends any number of MPEG-TS files to UDP ports on their PCR schedule (as
-``monitor.feeds.UdpSender`` does, one file per port, looping), but from a single thread, so
-that 50 feeds cost one thread and not 50 threads fighting for a GIL. It records when it
+``monitor.demo.udp_sender.UdpSender`` does, one file per port, looping), but from a single thread,
+so that 50 feeds cost one thread and not 50 threads fighting for a GIL. It records when it
 started on both clocks, how late each datagram left, and its CPU time. ``PlayerProcess`` runs
 it in a process of its own: in the test process its thread shared the GIL with the thread
 polling /metrics, and left up to 6 % of its datagrams over 50 ms late at 48 feeds.
@@ -30,7 +30,7 @@ import av
 import numpy as np
 import paho.mqtt.client as paho
 
-from monitor.feeds import DATAGRAM, TS_PER_DATAGRAM, pcr_times
+from monitor.demo.udp_sender import DATAGRAM, TS_PER_DATAGRAM, pcr_times
 from tests.daemon import Channel, Daemon
 from tests.mqttbroker import Received, Subscriber
 

@@ -18,10 +18,10 @@ import av
 import av.error
 import av.filter
 
-from monitor.alarms import AlarmEvent
-from monitor.analyze import analyze
-from monitor.config import ChannelConfig, default_channel
-from monitor.media import PROBE_OPTIONS
+from monitor.alarms.engine import AlarmEvent
+from monitor.config.model import ChannelConfig, default_channel
+from monitor.decode.media_source import PROBE_OPTIONS
+from monitor.pipeline.analyze import analyze
 
 
 def open_single_threaded(path: Path) -> av.container.InputContainer:

@@ -26,14 +26,14 @@ import pytest
 
 import detectors.picture
 import detectors.silence
-import monitor.media
+import monitor.decode.media_source
 from benchmarks.clips import broadcast_clip, clip_path
 from benchmarks.runners import decode_only, ffmpeg_filters, streamqc
 from detectors.picture import PictureAnalyzer
 from detectors.silence import SilenceDetector
-from monitor.alarms import AlarmTracker
-from monitor.media import MediaSource
-from monitor.pipeline import ChannelPipeline
+from monitor.alarms.engine import AlarmTracker
+from monitor.decode.media_source import MediaSource
+from monitor.pipeline.channel import ChannelPipeline
 
 CLIP_S = 12.0
 QUICK_CLIP_S = 1.0
@@ -115,7 +115,7 @@ def instrument(monkeypatch: pytest.MonkeyPatch, timers: Timers) -> None:
     real_open = av.open
     monkeypatch.setattr(av, "open", lambda *a, **k: TimedContainer(real_open(*a, **k), timers))
     targets: list[tuple[object, str, str]] = [
-        (monitor.media, "luma_view", "luma view (zero-copy numpy over the Y plane)"),
+        (monitor.decode.media_source, "luma_view", "luma view (zero-copy numpy over the Y plane)"),
         (MediaSource, "_picture", "MediaSource: frame -> Picture (rest)"),
         # MediaSource._audio and AudioBatch are generators: their time lands in REST.
         (detectors.picture, "picture_step", "picture_step Numba call (kernel + verdicts)"),

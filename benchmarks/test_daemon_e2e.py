@@ -62,7 +62,7 @@ from benchmarks.daemon_load import (
     silence_onsets,
     threads_cpu_s,
 )
-from monitor.synth import MediaSpec, Span, make_ts
+from monitor.demo.synth import MediaSpec, Span, make_ts
 from tests.daemon import events
 from tests.mqttbroker import Mosquitto
 

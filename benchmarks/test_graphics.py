@@ -32,11 +32,11 @@ import pytest
 from benchmarks.clips import broadcast_clip, clip_path
 from detectors.corruption import CorruptionSettings
 from detectors.graphics import GraphicSettings
-from monitor.alarms import AlarmRule, AlarmTracker, Subject
-from monitor.check_graphics import ANALYSIS_INTERVAL_S, GraphicsCheck
-from monitor.checks import CheckContext
-from monitor.config import ChannelConfig, DetectorConfig
-from monitor.media import Picture, luma_view
+from monitor.alarms.engine import AlarmRule, AlarmTracker, Subject
+from monitor.checks.base import CheckContext
+from monitor.checks.graphics import ANALYSIS_INTERVAL_S, GraphicsCheck
+from monitor.config.model import ChannelConfig, DetectorConfig
+from monitor.decode.media_source import Picture, luma_view
 
 CLIP_S = 12.0
 QUICK_CLIP_S = 1.0

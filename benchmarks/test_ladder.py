@@ -25,10 +25,10 @@ import av
 import pytest
 
 from benchmarks.clips import broadcast_clip, clip_path
-from monitor.config import ChannelConfig
-from monitor.ladder import LadderComparator
-from monitor.media import Picture, luma_view
-from monitor.pipeline import ChannelPipeline
+from monitor.checks.ladder import LadderComparator
+from monitor.config.model import ChannelConfig
+from monitor.decode.media_source import Picture, luma_view
+from monitor.pipeline.channel import ChannelPipeline
 
 CLIP_S = 12.0
 QUICK_CLIP_S = 1.0

@@ -27,10 +27,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.clips import broadcast_clip, clip_path
-from monitor.config import ChannelConfig, default_channel
-from monitor.ladder import LadderComparator
-from monitor.media import AudioChunk, MediaSource, Picture, PictureSelection
-from monitor.pipeline import ChannelPipeline
+from monitor.checks.ladder import LadderComparator
+from monitor.config.model import ChannelConfig, default_channel
+from monitor.decode.media_source import AudioChunk, MediaSource, Picture, PictureSelection
+from monitor.pipeline.channel import ChannelPipeline
 
 CLIP_S = 12.0
 QUICK_CLIP_S = 1.0

@@ -34,11 +34,11 @@ import pytest
 
 from benchmarks.runners import interleaved
 from detectors.loudness import LoudnessMeter, LoudnessSettings
-from monitor.alarms import AlarmTracker, Subject
-from monitor.check_loudness import LoudnessCheck
-from monitor.checks import CheckContext
-from monitor.config import default_channel
-from monitor.media import AudioChunk
+from monitor.alarms.engine import AlarmTracker, Subject
+from monitor.checks.base import CheckContext
+from monitor.checks.loudness import LoudnessCheck
+from monitor.config.model import default_channel
+from monitor.decode.media_source import AudioChunk
 
 RATE = 48_000
 MEDIA_S = 20.0

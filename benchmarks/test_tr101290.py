@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
+from monitor.demo.synth import MediaSpec, make_ts
 from monitor.ingest.tr101290 import Tr101290Analyzer, Tr101290Settings
-from monitor.synth import MediaSpec, make_ts
 
 SECTION = "TR 101 290 analyzer throughput (pytest-benchmark median, 1 core)"
 

@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
-from failover.conditions import AlarmBook
+from failover.alarm_book import AlarmBook
 from failover.events import (
     AckReceived,
     AlarmChanged,
@@ -76,7 +76,7 @@ from failover.events import (
     OperatorAction,
 )
 from failover.outbox import Outbox
-from failover.settings import FailoverSettings
+from failover.policy_settings import FailoverSettings
 
 BLOCKED_ALARM = "failover_blocked"
 FLAPPING_ALARM = "failover_flapping"

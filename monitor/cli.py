@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from monitor.alarms import AlarmEvent
-from monitor.analyze import AnalysisSummary, analyze
-from monitor.config import Config, default_channel, load_config, parse_duration
+from monitor.alarms.engine import AlarmEvent
+from monitor.config.model import Config, default_channel, load_config, parse_duration
 from monitor.errors import ConfigError, InputError, StreamqcError
-from monitor.live import LiveSession, LiveSummary, is_live_url
+from monitor.pipeline.analyze import AnalysisSummary, analyze
+from monitor.pipeline.live_session import LiveSession, LiveSummary, is_live_url
 
 EXIT_INPUT = 1
 EXIT_CONFIG = 2
@@ -251,10 +251,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.offline:
         if args.duration is not None:
             raise ConfigError("--duration is for the live demo; --offline plays a 30 s clip")
-        from monitor.demo_offline import run_demo as run_offline  # PyAV encoding only here
+        from monitor.demo.offline import run_demo as run_offline  # PyAV encoding only here
 
         return run_offline(keep)
-    from monitor.demo import DEFAULT_DURATION_S, run_demo
+    from monitor.demo.live import DEFAULT_DURATION_S, run_demo
 
     if args.duration is None:
         return run_demo(DEFAULT_DURATION_S, keep)
@@ -270,8 +270,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
+    from monitor.daemon.supervisor import run_daemon
     from monitor.logs import configure_logging
-    from monitor.supervisor import run_daemon
 
     json = {"auto": None, "json": True, "console": False}[args.log_format]
     configure_logging(json=json, level=args.log_level)
@@ -290,7 +290,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_agent(args: argparse.Namespace) -> int:
     import asyncio
 
-    from monitor.agentconfig import load_agent_config, run_agent
+    from monitor.config.agent import load_agent_config, run_agent
     from monitor.logs import configure_logging
 
     config = load_agent_config(args.config)

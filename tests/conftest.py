@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.synth import MediaSpec, make_ts
+from monitor.demo.synth import MediaSpec, make_ts
 from tests.daemon import clips, daemons  # noqa: F401  (fixtures)
 from tests.mqttbroker import mosquitto  # noqa: F401  (fixture)
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from monitor.feeds import UdpSender, free_udp_port
-from monitor.synth import MediaSpec, Span, make_ts
+from monitor.demo.synth import MediaSpec, Span, make_ts
+from monitor.demo.udp_sender import UdpSender, free_udp_port
 from tests.mqttbroker import Received, free_port
 
 CLIP_S = 90.0

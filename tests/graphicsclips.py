@@ -38,7 +38,7 @@ import av
 import cv2
 import numpy as np
 
-from monitor.synth import Span, frame_indices
+from monitor.demo.synth import Span, frame_indices
 
 LOGO_ROI = (0.80, 0.04, 0.16, 0.20)
 """Normalised (x, y, w, h) of the logo's region; the logo fills its middle 80 %."""

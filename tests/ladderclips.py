@@ -8,7 +8,7 @@ low enough to be visibly blocky: it is a correct rendition that only looks worse
 
 All rungs share one timeline: frame ``i`` carries PTS ``i / fps`` (after the MPEG-TS muxer's
 1.4 s start offset) in every rung, with a keyframe every second, so the rungs cut into aligned
-1 s HLS segments. Fault spans are in media seconds from frame 0, like ``monitor/synth.py``:
+1 s HLS segments. Fault spans are in media seconds from frame 0, like ``monitor/demo/synth.py``:
 
 * ``logo_missing``: the rung is scaled from the master composed without its logo;
 * ``garbled``: blocks of random values are painted over a quarter of the rung's picture
@@ -33,7 +33,7 @@ import av
 import cv2
 import numpy as np
 
-from monitor.synth import MediaSpec, Span, frame_indices
+from monitor.demo.synth import MediaSpec, Span, frame_indices
 from tests.ingest.hlsserver import Rendition, split_ts
 
 LOGO_REGION: tuple[float, float, float, float] = (0.78, 0.06, 0.16, 0.18)

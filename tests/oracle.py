@@ -7,7 +7,7 @@ exposes that metadata as the plain ``dict[str, str]`` :attr:`av.Frame.metadata`
 of the frames pulled from the sink.
 
 All intervals are ``(start_s, end_s)`` in seconds relative to
-``container.start_time`` (the media timeline of :mod:`monitor.synth`): frames are
+``container.start_time`` (the media timeline of :mod:`monitor.demo.synth`): frames are
 re-stamped as ``pts - start_time`` before entering the graph, so the detector's
 own timestamps are already relative.  Intervals shorter than ``d`` are dropped.
 

@@ -45,8 +45,8 @@ import httpx
 import m3u8
 
 from monitor.errors import InputError
-from monitor.ingest.conditions import Report, TransportCondition
 from monitor.ingest.pipe import BytePipe
+from monitor.ingest.reports import Report, TransportCondition
 
 TS_SYNC = 0x47
 TS_PACKET = 188

@@ -34,8 +34,8 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from monitor.errors import InputError
-from monitor.ingest.conditions import Report, TransportCondition
 from monitor.ingest.pipe import BytePipe
+from monitor.ingest.reports import Report, TransportCondition
 
 LIBSRT = "libsrt.so.1.5"
 

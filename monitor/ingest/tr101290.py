@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from monitor.ingest.conditions import Report, TransportCondition
+from monitor.ingest.reports import Report, TransportCondition
 
 __all__ = [
     "Tr101290Analyzer",

@@ -67,10 +67,10 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from monitor.config import host_port
+from monitor.alarms.input_stats import InputStats
+from monitor.config.model import host_port
 from monitor.errors import ConfigError
 from monitor.logs import get_logger
-from monitor.stats import InputStats
 
 CHANNEL_STATES = ("ok", "degraded", "failed", "offline")
 INPUT_LABELS = ["channel", "input", "rendition"]

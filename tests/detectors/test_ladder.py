@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from detectors.ladder import LadderConsensus, LadderSettings, PictureSignature
-from monitor.media import luma_view
+from monitor.decode.media_source import luma_view
 from tests.ladderclips import (
     CLEAN,
     FAULTY,

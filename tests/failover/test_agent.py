@@ -27,12 +27,12 @@ import av
 import paho.mqtt.publish
 import pytest
 
-from failover.agentsettings import HttpSettings, ProcessSettings, ScriptSettings
+from failover.agent.settings import HttpSettings, ProcessSettings, ScriptSettings
 from failover.protocol import Ack, Command, ack_topic, command_topic, state_topic
-from monitor.agentconfig import AgentMqttConfig, load_agent_config
+from monitor.config.agent import AgentMqttConfig, load_agent_config
+from monitor.demo.synth import MediaSpec
+from monitor.demo.udp_sender import UdpSender, free_udp_port
 from monitor.errors import ConfigError
-from monitor.feeds import UdpSender, free_udp_port
-from monitor.synth import MediaSpec
 from tests.mqttbroker import Mosquitto, Received, Subscriber
 
 ROOT = Path(__file__).resolve().parents[2]

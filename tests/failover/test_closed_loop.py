@@ -24,7 +24,7 @@ from failover.protocol import (
     operator_topic,
     state_topic,
 )
-from monitor.feeds import UdpSender, free_udp_port
+from monitor.demo.udp_sender import UdpSender, free_udp_port
 from tests.daemon import BLACK, CLIP_S, Channel, Clips, Daemon, events, retained_json
 from tests.failover.test_agent import AgentProcess, flow
 from tests.mqttbroker import Mosquitto, Subscriber

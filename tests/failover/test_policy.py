@@ -34,8 +34,8 @@ from failover.events import (
 )
 from failover.policy import Policy
 from failover.policy import State as S
+from failover.policy_settings import FailoverSettings, Trigger
 from failover.protocol import Command
-from failover.settings import FailoverSettings, Trigger
 
 P, B = "primary", "backup"
 

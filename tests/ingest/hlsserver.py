@@ -32,7 +32,7 @@ from pathlib import Path
 import av
 from av.bitstream import BitStreamFilterContext
 
-from monitor.synth import MediaSpec, make_ts
+from monitor.demo.synth import MediaSpec, make_ts
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 _HTML = b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>\n"

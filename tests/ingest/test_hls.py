@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from monitor.errors import InputError
-from monitor.ingest.conditions import TransportCondition
 from monitor.ingest.hls import HlsClient
 from monitor.ingest.pipe import BytePipe
+from monitor.ingest.reports import TransportCondition
 from tests.ingest.hlsserver import LiveHlsServer, build_ladder
 
 VIDEO = ("320x180", "256x144", "160x90")

@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterator
 import av
 import pytest
 
+from monitor.demo.synth import MediaSpec
 from monitor.errors import InputError
-from monitor.ingest.conditions import TransportCondition
 from monitor.ingest.pipe import BytePipe
+from monitor.ingest.reports import TransportCondition
 from monitor.ingest.srt import SrtOptions, SrtReader, judge, libsrt
-from monitor.synth import MediaSpec
 from tests.ingest.srtpeer import SRT_LIVE_TRANSMIT, SrtSender, free_udp_port
 
 SPEC = MediaSpec(duration_s=6.0, gop=25)  # a keyframe every second: decoding starts quickly

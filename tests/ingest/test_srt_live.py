@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from monitor.synth import MediaSpec, Span
+from monitor.demo.synth import MediaSpec, Span
 from tests.ingest.srtpeer import LossyRelay, SrtSender, free_udp_port
 from tests.ingest.test_udp import analyze_live, finish, spans
 

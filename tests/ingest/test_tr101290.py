@@ -1,6 +1,6 @@
 """TR 101 290 checks on a synthetic H.264/AAC transport stream with faults edited into its bytes.
 
-The clip (made by monitor.synth, muxed by FFmpeg) carries PAT and PMT every ~0.1 s, the video
+The clip (made by monitor.demo.synth, muxed by FFmpeg) carries PAT and PMT every ~0.1 s, the video
 on PID 256 with a PCR on every frame, the audio on PID 257. Packets "arrive" at the time their
 PCR says (interpolated between PCRs, starting at t=100 s) in UDP-sized chunks of 7 packets.
 Edits keep each packet's arrival time, so dropping packets leaves a hole in time.
@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from monitor.ingest.conditions import TransportCondition
+from monitor.demo.synth import MediaSpec, make_garbage
+from monitor.ingest.reports import TransportCondition
 from monitor.ingest.tr101290 import (
     Tr101290Analyzer,
     Tr101290Settings,
     crc32_mpeg2_ok,
 )
-from monitor.synth import MediaSpec, make_garbage
 
 SPEC = MediaSpec(duration_s=10.0, width=320, height=180, gop=25)
 T0 = 100.0
@@ -103,7 +103,7 @@ def _set_pcr_s(packet: np.ndarray, pcr_s: float) -> None:
 
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory) -> Stream:
-    from monitor.synth import make_ts
+    from monitor.demo.synth import make_ts
 
     path = make_ts(tmp_path_factory.mktemp("tr101290") / "clip.ts", SPEC)
     packets = np.frombuffer(path.read_bytes(), np.uint8).reshape(-1, 188).copy()

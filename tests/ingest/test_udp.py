@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 
+from monitor.demo.synth import MediaSpec, Span
 from monitor.errors import InputError
 from monitor.ingest.udp import UdpOptions, rtp_payload
-from monitor.synth import MediaSpec, Span
 from tests.ingest.udppeer import NULL_PACKET, UdpSender, free_udp_port, pcr_times
 
 CLIP = MediaSpec(duration_s=12.0, black=(Span(3.0, 5.5),))

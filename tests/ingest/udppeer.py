@@ -1,6 +1,6 @@
-"""The tests' UDP/RTP peer: the live feed sender of monitor.feeds."""
+"""The tests' UDP/RTP peer: the live feed sender of monitor.demo.udp_sender."""
 
-from monitor.feeds import (
+from monitor.demo.udp_sender import (
     DATAGRAM,
     NULL_PACKET,
     TS_PER_DATAGRAM,

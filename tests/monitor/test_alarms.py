@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from monitor.alarms import AlarmTracker, Phase, Subject
-from monitor.config import AlarmRule
+from monitor.alarms.engine import AlarmTracker, Phase, Subject
+from monitor.config.model import AlarmRule
 
 SUBJECT = Subject("news", "primary")
 RULE = AlarmRule(raise_after_s=2.0, clear_after_s=1.0)
@@ -145,7 +145,7 @@ def test_sparse_observations_within_clear_after_keep_one_alarm():
 
 
 def test_inherited_alarms_of_one_subject_are_told_apart_by_stream_subject_and_graphic():
-    from monitor.alarms import AlarmEvent, Inheritance
+    from monitor.alarms.engine import AlarmEvent, Inheritance
 
     def raised(alarm, **detail):
         return AlarmEvent(

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from monitor.synth import LOGO_REGION, MOVING_REGION, MediaSpec, Span, make_garbage, truncate
+from monitor.demo.synth import LOGO_REGION, MOVING_REGION, MediaSpec, Span, make_garbage, truncate
 from tests import oracle
 
 FRAME_S = 0.04

@@ -1,5 +1,5 @@
 """The av_sync check end to end: H.264 + AAC MPEG-TS made with PyAV, sounds shifted from
-their pictures by a known offset, through ``monitor.analyze.analyze`` and the CLI.
+their pictures by a known offset, through ``monitor.pipeline.analyze.analyze`` and the CLI.
 
 The AAC encoder's priming packet is kept, as FFmpeg muxes a real feed (the muxer then shifts
 every stream by the 1024 priming samples); the offsets are measured on the timestamps as
@@ -20,14 +20,20 @@ import av
 import numpy as np
 import pytest
 
-import monitor.check_avsync
+import monitor.checks.avsync
 from detectors.avsync import AvSyncSettings, SyncReading
-from monitor.alarms import AlarmEvent
-from monitor.analyze import analyze
-from monitor.config import AlarmRule, ChannelConfig, DetectorConfig, default_channel, load_config
+from monitor.alarms.engine import AlarmEvent
+from monitor.config.model import (
+    AlarmRule,
+    ChannelConfig,
+    DetectorConfig,
+    default_channel,
+    load_config,
+)
+from monitor.decode.media_source import MediaSource
 from monitor.errors import ConfigError
-from monitor.media import MediaSource
-from monitor.pipeline import ChannelPipeline
+from monitor.pipeline.analyze import analyze
+from monitor.pipeline.channel import ChannelPipeline
 
 
 @dataclass(frozen=True)
@@ -173,13 +179,13 @@ def run(clips, monkeypatch):
 
     def run_clip(clip: SyncClip, rule: AlarmRule | None = None, **settings) -> Run:
         readings: list[SyncReading] = []
-        judge = monitor.check_avsync.AvSyncCheck._judge
+        judge = monitor.checks.avsync.AvSyncCheck._judge
 
         def spy(self, taken):
             readings.extend(taken)
             judge(self, taken)
 
-        monkeypatch.setattr(monitor.check_avsync.AvSyncCheck, "_judge", spy)
+        monkeypatch.setattr(monitor.checks.avsync.AvSyncCheck, "_judge", spy)
         rule = rule or AlarmRule(raise_after_s=5.0, clear_after_s=5.0)
         channel = dataclasses.replace(
             default_channel(), av_sync=DetectorConfig(rule, AvSyncSettings(**settings))

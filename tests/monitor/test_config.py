@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from detectors.regions import Region
-from monitor.config import (
+from monitor.config.model import (
     Config,
     InputConfig,
     default_channel,

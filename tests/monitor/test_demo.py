@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from monitor.demo import FAULTS
+from monitor.demo.live import FAULTS
 
 
 def test_every_injected_fault_arrives_over_mqtt_with_its_timing(streamqc):

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alarms import AlarmEvent
-from monitor.analyze import analyze
-from monitor.config import load_config
+from monitor.alarms.engine import AlarmEvent
+from monitor.config.model import load_config
 from monitor.errors import ConfigError
+from monitor.pipeline.analyze import analyze
 from tests.graphicsclips import (
     GraphicsClip,
     Span,
@@ -258,7 +258,7 @@ def test_a_scheduled_graphic_is_expected_inside_its_window_only(tmp_path, monkey
     air at 4-6 s it is early, and from 10 s on it is missing until it shows at 13 s."""
     import time
 
-    from monitor import check_graphics
+    from monitor.checks import graphics as check_graphics
 
     start = time.mktime((2026, 6, 1, 9, 59, 50, 0, 0, -1))
     monkeypatch.setattr(check_graphics, "wall_clock", lambda: start)
@@ -454,8 +454,8 @@ def test_channels_override_the_default_graphics_key_by_key_by_name(tmp_path):
 def test_channels_without_graphics_checks_do_not_load_them_nor_opencv():
     code = (
         "import sys\n"
-        "from monitor.config import default_channel\n"
-        "from monitor.pipeline import ChannelPipeline\n"
+        "from monitor.config.model import default_channel\n"
+        "from monitor.pipeline.channel import ChannelPipeline\n"
         "p = ChannelPipeline(default_channel(), 'primary', print, audio_streams=[])\n"
         "assert not [c for c in p.checks if type(c).__name__ == 'GraphicsCheck']\n"
         "print('cv2' in sys.modules)\n"
@@ -465,8 +465,8 @@ def test_channels_without_graphics_checks_do_not_load_them_nor_opencv():
 
 
 def test_the_check_exports_its_measurements_for_the_metrics(tmp_path):
-    from monitor.media import MediaSource
-    from monitor.pipeline import ChannelPipeline
+    from monitor.decode.media_source import MediaSource
+    from monitor.pipeline.channel import ChannelPipeline
 
     channel = load_config(channel_yaml(tmp_path)).channel(None)
     pipeline = ChannelPipeline(channel, "primary", lambda event: None, audio_streams=[])

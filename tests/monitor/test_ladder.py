@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 import pytest
 
-from monitor.config import AlarmRule, ChannelConfig, load_config
+from monitor.checks.ladder import LadderComparator
+from monitor.config.model import AlarmRule, ChannelConfig, load_config
+from monitor.decode.media_source import MediaSource, Picture
 from monitor.errors import ConfigError
-from monitor.ladder import LadderComparator
-from monitor.media import MediaSource, Picture
-from monitor.pipeline import ChannelPipeline
+from monitor.pipeline.channel import ChannelPipeline
 from tests.ladderclips import FAULTY, ladder_files
 
 FPS = 25

@@ -1,6 +1,6 @@
 """The loudness check end to end: PyAV-written files with loudness, true-peak and clipping faults
-at known times, analysed by ``monitor.analyze.analyze`` (and once by the real command) with the
-check configured in YAML.
+at known times, analysed by ``monitor.pipeline.analyze.analyze`` (and once by the real command) with
+the check configured in YAML.
 
 Files are audio only (PCM in Matroska, sample-exact, or AAC in MPEG-TS as broadcast), so
 ``video_missing`` is switched off. Signals are 1000 Hz sines whose peak level in dBFS equals
@@ -18,14 +18,14 @@ import av
 import numpy as np
 import pytest
 
-from monitor.alarms import AlarmEvent, AlarmTracker, Subject
-from monitor.analyze import analyze
-from monitor.check_loudness import LoudnessCheck, next_reset
-from monitor.checks import CheckContext
-from monitor.config import ChannelConfig, default_channel, load_config
+from monitor.alarms.engine import AlarmEvent, AlarmTracker, Subject
+from monitor.checks.base import CheckContext
+from monitor.checks.loudness import LoudnessCheck, next_reset
+from monitor.config.model import ChannelConfig, default_channel, load_config
+from monitor.decode.media_source import AudioChunk, StreamInfo
 from monitor.errors import ConfigError
-from monitor.media import AudioChunk, StreamInfo
-from monitor.pipeline import ChannelPipeline
+from monitor.pipeline.analyze import analyze
+from monitor.pipeline.channel import ChannelPipeline
 
 RATE = 48_000
 STEP_S = 0.1

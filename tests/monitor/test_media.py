@@ -6,10 +6,10 @@ import av
 import numpy as np
 import pytest
 
-from monitor.analyze import analyze
-from monitor.config import default_channel
-from monitor.media import MPEG_WRAP_TICKS, MediaSource, Timeline, luma_view
-from monitor.synth import MediaSpec, Span
+from monitor.config.model import default_channel
+from monitor.decode.media_source import MPEG_WRAP_TICKS, MediaSource, Timeline, luma_view
+from monitor.demo.synth import MediaSpec, Span
+from monitor.pipeline.analyze import analyze
 
 TB = Fraction(1, 90000)
 
@@ -126,7 +126,7 @@ def planes(n, value=0.5, channels=2):
 
 
 def test_audio_batch_gathers_frames_into_blocks_with_the_first_frames_time():
-    from monitor.media import AudioBatch
+    from monitor.decode.media_source import AudioBatch
 
     batch = AudioBatch(stream=0, block_s=0.05)
     chunks = []
@@ -144,7 +144,7 @@ def test_audio_batch_gathers_frames_into_blocks_with_the_first_frames_time():
 
 
 def test_audio_batch_closes_a_block_at_a_timestamp_gap_or_a_layout_change():
-    from monitor.media import AudioBatch
+    from monitor.decode.media_source import AudioBatch
 
     batch = AudioBatch(stream=1, block_s=1.0)
     batch.add(planes(1024), 0.0, 48000)
@@ -158,8 +158,8 @@ def test_audio_batch_closes_a_block_at_a_timestamp_gap_or_a_layout_change():
 
 
 def test_keyframes_only_pictures_stand_for_their_gop_and_keep_the_checks_whole(media):
-    from monitor.config import default_channel
-    from monitor.pipeline import ChannelPipeline
+    from monitor.config.model import default_channel
+    from monitor.pipeline.channel import ChannelPipeline
 
     spec = MediaSpec(duration_s=8.0, gop=25, black=(Span(3.0, 6.0),))
     events = []

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from monitor.synth import MediaSpec, Span
+from monitor.demo.synth import MediaSpec, Span
 
 FRAME_S = 0.04
 

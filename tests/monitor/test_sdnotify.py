@@ -13,8 +13,8 @@ import uuid
 import pytest
 import structlog
 
+from monitor.daemon.sdnotify import Notifier
 from monitor.logs import configure_logging
-from monitor.sdnotify import Notifier
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests proving monitor/synth.py generates what it claims, with FFmpeg (tests/oracle.py) as judge.
+"""Tests proving monitor/demo/synth.py makes what it claims, with FFmpeg (tests/oracle.py) as judge.
 
 Measured edge accuracy (320x180@25, 48 kHz stereo AAC): black and freeze edges are
 frame-exact (0 ms); silence / mute edges land 0.5-4.5 ms *inside* the injected span
@@ -17,7 +17,7 @@ import av
 import numpy as np
 import pytest
 
-from monitor.synth import (
+from monitor.demo.synth import (
     AAC_FRAME,
     LOGO_REGION,
     MOVING_REGION,

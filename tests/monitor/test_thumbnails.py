@@ -6,9 +6,9 @@ import av
 import cv2
 import numpy as np
 
-from monitor.config import ThumbnailConfig
-from monitor.media import Picture
-from monitor.thumbnails import Thumbnailer, outline
+from monitor.config.model import ThumbnailConfig
+from monitor.decode.media_source import Picture
+from monitor.decode.thumbnails import Thumbnailer, outline
 
 
 def picture(t_s: float, level: int, size: tuple[int, int] = (320, 180)) -> Picture:

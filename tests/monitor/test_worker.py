@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-import monitor.worker as worker
-from monitor.config import InputConfig, ThumbnailConfig, default_channel
-from monitor.worker import MONITOR_ERROR, Unit, UnitSpec
+import monitor.daemon.worker as worker
+from monitor.config.model import InputConfig, ThumbnailConfig, default_channel
+from monitor.daemon.worker import MONITOR_ERROR, Unit, UnitSpec
 
 
 class Outbox:
@@ -113,8 +113,8 @@ WARM_UP = """
 from dataclasses import replace
 from detectors.avsync_kernels import picture_change
 from detectors.loudness_kernels import measure_steps
-from monitor.config import default_channel
-from monitor.live import warm_up_checks
+from monitor.config.model import default_channel
+from monitor.pipeline.live_session import warm_up_checks
 
 channel = default_channel()
 if {enable}:

@@ -13,9 +13,9 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.alarms.input_stats import InputStats
 from monitor.errors import ConfigError
 from monitor.sinks.metrics import Metrics, MetricsServer
-from monitor.stats import InputStats
 
 STATS = InputStats(
     channel="news",

@@ -1,0 +1,1 @@
+"""The alarm engine: measured conditions become raised and cleared alarm events."""

@@ -1,0 +1,1 @@
+"""The checks: each turns measurements of one channel input into alarm conditions."""

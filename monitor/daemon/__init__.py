@@ -1,0 +1,1 @@
+"""``streamqc run``: the supervisor, its worker processes, the failover link and systemd notify."""

@@ -1,0 +1,215 @@
+"""One channel's failover policy, wired to its alarms and to MQTT (the control plane's side).
+
+The policy (``failover.policy``) is pure: this link feeds it the channel inputs' alarm events,
+the agent's acks and encoder state, the NOC's operator actions and a clock, and carries out its
+decisions: commands to the agent (QoS 1, not queued on disk: a switch delivered minutes late
+would do harm, and the policy escalates a missing ack itself), confirmation requests
+(retained), its own alarms (``failover_*``, channel-level, ``input: "failover"``) and an audit
+event for every decision (queued on disk like alarms: the trail must be complete).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from failover.events import (
+    AckReceived,
+    AlarmChanged,
+    Audit,
+    ClearAlarm,
+    Decision,
+    EncoderReported,
+    OperatorAction,
+    RaiseAlarm,
+    RequestConfirmation,
+    SendCommand,
+    Tick,
+    WithdrawConfirmation,
+)
+from failover.policy import Policy
+from failover.protocol import (
+    Ack,
+    EncoderState,
+    OperatorRequest,
+    ProtocolError,
+    ack_topic,
+    audit_topic,
+    command_topic,
+    operator_topic,
+    request_topic,
+    state_topic,
+)
+from monitor.alarms.engine import AlarmEvent, utc_now
+from monitor.config.model import ChannelConfig
+from monitor.sinks.mqtt import MqttSink
+
+FAILOVER_INPUT = "failover"
+"""The ``input`` of the policy's own alarms: they are about the channel, not one input."""
+
+
+def _iso_at(monotonic_s: float) -> str:
+    """The wall-clock time (UTC, ISO 8601) of a monotonic instant."""
+    wall = datetime.now(UTC) + timedelta(seconds=monotonic_s - time.monotonic())
+    return wall.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class FailoverLink:
+    def __init__(
+        self,
+        channel: ChannelConfig,
+        prefix: str,
+        sink: MqttSink,
+        *,
+        origin_wall_s: float,
+        on_alarm: Callable[[AlarmEvent], None],
+        log: Any,
+    ) -> None:
+        self.config = channel
+        self.channel = channel.name
+        self.prefix = prefix
+        self.sink = sink
+        self.origin_wall_s = origin_wall_s
+        self.on_alarm = on_alarm
+        self.log = log
+        self.policy = Policy(channel.failover, channel.name, clock_iso=_iso_at)
+        self.alarms: dict[str, AlarmEvent] = {}  # the policy's own, by name
+        self._filters = {
+            ack_topic(prefix, channel.name): self._on_ack,
+            state_topic(prefix, channel.name): self._on_state,
+            operator_topic(prefix, channel.name): self._on_operator,
+        }
+        for topic, handler in self._filters.items():
+            sink.subscribe(topic, handler)
+
+    @property
+    def active_input(self) -> str:
+        return self.policy.active_input
+
+    def close(self) -> None:
+        for topic in self._filters:
+            self.sink.unsubscribe(topic)
+        self.sink.set_retained(request_topic(self.prefix, self.channel), None)
+
+    # --- events in --------------------------------------------------------------------------
+
+    def alarm(self, event: AlarmEvent) -> None:
+        if event.input == FAILOVER_INPUT:
+            return
+        active = event.state == "raised"
+        self._apply(AlarmChanged(time.monotonic(), event.input, event.alarm, active))
+
+    def tick(self) -> None:
+        self._apply(Tick(time.monotonic()))
+
+    def _on_ack(self, topic: str, payload: bytes) -> None:
+        ack = self._parse(Ack.from_json, topic, payload)
+        if ack is not None:
+            self._apply(AckReceived(time.monotonic(), ack.command_id, ack.status, ack.detail))
+
+    def _on_state(self, topic: str, payload: bytes) -> None:
+        if not payload:
+            return
+        state = self._parse(EncoderState.from_json, topic, payload)
+        if state is not None and state.online and state.active_input:
+            self._apply(EncoderReported(time.monotonic(), state.active_input))
+
+    def _on_operator(self, topic: str, payload: bytes) -> None:
+        request = self._parse(OperatorRequest.from_json, topic, payload)
+        if request is not None:
+            self._apply(
+                OperatorAction(
+                    time.monotonic(),
+                    request.action,
+                    request.operator,
+                    to=request.to,
+                    request_id=request.request_id,
+                )
+            )
+
+    def _parse(self, parse: Callable[[bytes], Any], topic: str, payload: bytes) -> Any:
+        try:
+            return parse(payload)
+        except ProtocolError as error:
+            self.log.warning("failover: ignoring a bad message", topic=topic, reason=str(error))
+            return None
+
+    # --- decisions out ----------------------------------------------------------------------
+
+    def _apply(self, event: Any) -> None:
+        for decision in self.policy.handle(event):
+            self._carry_out(decision)
+
+    def _carry_out(self, decision: Decision) -> None:
+        prefix, channel = self.prefix, self.channel
+        if isinstance(decision, SendCommand):
+            self.sink.publish_now(command_topic(prefix, channel), decision.command().to_json())
+        elif isinstance(decision, RequestConfirmation):
+            self.sink.set_retained(request_topic(prefix, channel), decision.request().to_json())
+        elif isinstance(decision, WithdrawConfirmation):
+            self.sink.set_retained(request_topic(prefix, channel), None)
+        elif isinstance(decision, RaiseAlarm):
+            self._raise(decision)
+        elif isinstance(decision, ClearAlarm):
+            self._clear(decision.name)
+        elif isinstance(decision, Audit):
+            self.sink.publish_event(audit_topic(prefix, channel), decision.event().to_json())
+            self.log.info(
+                "failover",
+                channel=channel,
+                decision=decision.decision,
+                why=decision.why,
+                operator=decision.operator,
+                command_id=decision.command_id,
+            )
+
+    def _media_s(self) -> float:
+        return time.time() - self.origin_wall_s
+
+    def _raise(self, decision: RaiseAlarm) -> None:
+        if decision.name in self.alarms:
+            return
+        event = AlarmEvent(
+            alarm=decision.name,
+            state="raised",
+            start=self._media_s(),
+            end=None,
+            channel=self.channel,
+            input=FAILOVER_INPUT,
+            rendition=None,
+            severity=decision.severity,
+            wallclock=utc_now(),
+            id=uuid.uuid4().hex,
+            detail=dict(decision.detail),
+        )
+        self.alarms[decision.name] = event
+        self.on_alarm(event)
+
+    def clear_all(self) -> None:
+        for name in list(self.alarms):
+            self._clear(name)
+
+    def _clear(self, name: str) -> None:
+        raised = self.alarms.pop(name, None)
+        if raised is None:
+            return
+        end = self._media_s()
+        detail = {**raised.detail, "duration_s": round(end - raised.start, 3)}
+        self.on_alarm(
+            AlarmEvent(
+                alarm=name,
+                state="cleared",
+                start=raised.start,
+                end=end,
+                channel=self.channel,
+                input=FAILOVER_INPUT,
+                rendition=None,
+                severity=raised.severity,
+                wallclock=utc_now(),
+                id=raised.id,
+                detail=detail,
+            )
+        )

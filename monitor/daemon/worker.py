@@ -1,0 +1,264 @@
+"""A worker process: runs the live sessions of the channel inputs the supervisor gives it.
+
+Decoding and detection live here, one thread per channel input (PyAV and the Numba kernels
+release the GIL), so they use every core the supervisor starts workers for, and the busy
+Python of the control plane (MQTT, HTTP, log rendering) never sits next to a decode thread.
+
+The supervisor talks to a worker over one duplex pipe, in tuples:
+
+- to the worker: ``("start", UnitSpec)``, ``("stop", key)``, ``("exit",)``;
+- from the worker: ``("heartbeat", {key: seconds since its control loop last ticked})``,
+  ``("event", key, event dict, JPEG or None)``, ``("stats", key, [InputStats])``,
+  ``("thumbnail", key, rendition, JPEG)``, ``("log", level, message, fields)``,
+  ``("stopped", key)``.
+
+One sender thread owns the pipe's sending side: events wait for room (never dropped, always in
+order), stats and thumbnails are dropped when the supervisor falls behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection
+from typing import Any
+
+from monitor.alarms.engine import AlarmEvent, Inheritance, utc_now
+from monitor.alarms.input_stats import InputStats
+from monitor.config.model import ChannelConfig, ThumbnailConfig
+from monitor.decode.thumbnails import outline
+from monitor.errors import StreamqcError
+from monitor.pipeline.live_session import LiveSession, warm_up
+
+UnitKey = tuple[str, str]  # (channel, input)
+
+HEARTBEAT_S = 0.5
+SESSION_BACKOFF_FIRST_S = 1.0
+SESSION_BACKOFF_MAX_S = 30.0
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """One channel input to monitor, with what it carries over from an earlier run."""
+
+    channel: ChannelConfig
+    input: str
+    origin_wall_s: float
+    """time.time() of the unit's first start: its media timeline's zero."""
+    thumbnails: ThumbnailConfig
+    active: tuple[dict[str, Any], ...] = field(default=())
+    """Alarm events (raised, as dicts) active when the unit last stopped."""
+
+    @property
+    def key(self) -> UnitKey:
+        return (self.channel.name, self.input)
+
+
+class Outbox:
+    """The worker's side of the pipe, shared by every thread of the worker."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=2000)
+        self._thread = threading.Thread(target=self._send, name="outbox", daemon=True)
+        self._thread.start()
+
+    def put(self, message: tuple[Any, ...]) -> None:
+        """For what must arrive: waits for room."""
+        self._queue.put(message)
+
+    def offer(self, message: tuple[Any, ...]) -> None:
+        """For what can be skipped (stats, thumbnails): dropped when the queue is full."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(message)
+
+    def log(self, level: str, message: str, **fields: Any) -> None:
+        self.offer(("log", level, message, fields))
+
+    def drain(self, timeout_s: float) -> None:
+        """Wait until everything queued has been sent (at exit)."""
+        deadline = time.monotonic() + timeout_s
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _send(self) -> None:
+        while True:
+            message = self._queue.get()
+            try:
+                self._conn.send(message)
+            except (OSError, EOFError, ValueError):
+                os._exit(0)  # the supervisor is gone: nothing left to work for
+            self._queue.task_done()
+
+
+MONITOR_ERROR = "monitor_error"
+"""Raised (critical) while a channel input cannot be monitored at all because its session
+keeps failing: without it the console would show a channel as ok that nobody watches."""
+RECOVERED_AFTER_S = 10.0
+"""A session that has run this long clears ``monitor_error``."""
+
+
+class Unit(threading.Thread):
+    """Runs one channel input's live session until stopped, restarting it if it fails."""
+
+    def __init__(self, spec: UnitSpec, outbox: Outbox) -> None:
+        super().__init__(name=f"unit {spec.channel.name}/{spec.input}", daemon=True)
+        self.spec = spec
+        self.outbox = outbox
+        self.stop = threading.Event()
+        self.last_tick_s = time.monotonic()
+        self.session: LiveSession | None = None
+        self.active = {e["id"]: AlarmEvent.from_dict(e) for e in spec.active}
+        self._failure = next((e for e in self.active.values() if e.alarm == MONITOR_ERROR), None)
+        self._session_started_s = time.monotonic()
+
+    # --- SessionObserver ---
+
+    def tick(self) -> None:
+        self.last_tick_s = time.monotonic()
+
+    def stats(self, stats: list[InputStats]) -> None:
+        self.outbox.offer(("stats", self.spec.key, stats))
+        if self._failure is not None and self._session_s() > RECOVERED_AFTER_S:
+            self._recovered()
+
+    def thumbnail(self, rendition: str | None, jpeg: bytes) -> None:
+        self.outbox.offer(("thumbnail", self.spec.key, rendition, jpeg))
+
+    # ---
+
+    def emit(self, event: AlarmEvent) -> None:
+        jpeg = None
+        if event.state == "raised":
+            self.active[event.id] = event
+            if self.session is not None:
+                jpeg = self.session.thumbnail_at(event.rendition, event.start)
+                if jpeg is not None and "roi" in event.detail:
+                    jpeg = outline(jpeg, event.detail["roi"], self.spec.thumbnails.quality)
+        else:
+            self.active.pop(event.id, None)
+        self.outbox.put(("event", self.spec.key, event.to_dict(), jpeg))
+
+    def run(self) -> None:
+        spec = self.spec
+        source = spec.channel.inputs[spec.input]
+        backoff_s = SESSION_BACKOFF_FIRST_S
+        while not self.stop.is_set():
+            self.tick()
+            try:
+                session = LiveSession(
+                    source.url,
+                    spec.channel,
+                    self.emit,
+                    input_name=spec.input,
+                    source=source,
+                    stop=self.stop,
+                    origin_wall_s=spec.origin_wall_s,
+                    inherited=Inheritance(
+                        e for e in self.active.values() if e.alarm != MONITOR_ERROR
+                    ),
+                    observer=self,
+                    thumbnails=spec.thumbnails,
+                    persistent=True,
+                )
+                session.notice = lambda message: self.outbox.log("warning", message)
+                self.session = session
+                self._session_started_s = time.monotonic()
+                session.run()
+                backoff_s = SESSION_BACKOFF_FIRST_S
+            except StreamqcError as exc:
+                self.outbox.log("error", f"{exc}; retrying in {backoff_s:.0f} s")
+                self._failed(str(exc))
+            except Exception as exc:  # a bug in one input must not end the others
+                error = f"internal error: {type(exc).__name__}: {exc}"
+                self.outbox.log("error", f"{error}; restarting in {backoff_s:.0f} s")
+                self._failed(error)
+            if self.stop.wait(backoff_s):
+                break
+            backoff_s = min(backoff_s * 2, SESSION_BACKOFF_MAX_S)
+        self.outbox.put(("stopped", spec.key))
+
+    def _session_s(self) -> float:
+        return time.monotonic() - self._session_started_s
+
+    def _media_now_s(self) -> float:
+        return time.time() - self.spec.origin_wall_s
+
+    def _failed(self, error: str) -> None:
+        if self._failure is not None:
+            return
+        spec = self.spec
+        self._failure = AlarmEvent(
+            alarm=MONITOR_ERROR,
+            state="raised",
+            start=self._media_now_s(),
+            end=None,
+            channel=spec.channel.name,
+            input=spec.input,
+            rendition=None,
+            severity="critical",
+            wallclock=utc_now(),
+            id=uuid.uuid4().hex,
+            detail={"error": error},
+        )
+        self.emit(self._failure)
+
+    def _recovered(self) -> None:
+        raised, self._failure = self._failure, None
+        if raised is None:
+            return
+        end = self._media_now_s()
+        detail = {**raised.detail, "duration_s": round(end - raised.start, 3)}
+        self.emit(replace(raised, state="cleared", end=end, wallclock=utc_now(), detail=detail))
+
+
+def worker_main(conn: Connection, index: int) -> None:
+    """The worker process's entry point."""
+    # Ctrl-C in a terminal reaches the whole process group: the supervisor decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    outbox = Outbox(conn)
+    warm_up()
+    units: dict[UnitKey, Unit] = {}
+
+    def heartbeat() -> None:
+        while True:
+            now = time.monotonic()
+            ages = {key: now - unit.last_tick_s for key, unit in list(units.items())}
+            outbox.offer(("heartbeat", ages))
+            time.sleep(HEARTBEAT_S)
+
+    threading.Thread(target=heartbeat, name="heartbeat", daemon=True).start()
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            os._exit(0)  # the supervisor is gone
+        command = message[0]
+        if command == "start":
+            spec: UnitSpec = message[1]
+            old = units.get(spec.key)
+            if old is not None and old.is_alive():
+                outbox.log("error", f"{spec.key}: already running")
+                continue
+            unit = units[spec.key] = Unit(spec, outbox)
+            unit.start()
+        elif command == "stop":
+            unit = units.pop(message[1], None)
+            if unit is None:
+                outbox.put(("stopped", message[1]))
+            else:
+                unit.stop.set()  # the unit says "stopped" when its session has ended
+        elif command == "exit":
+            for unit in units.values():
+                unit.stop.set()
+            deadline = time.monotonic() + 3.0
+            for unit in units.values():
+                unit.join(timeout=max(deadline - time.monotonic(), 0.0))
+            outbox.drain(1.0)
+            os._exit(0)

@@ -1,0 +1,1 @@
+"""The decode path: PyAV sources, pictures and audio blocks, thumbnails."""

@@ -1,0 +1,76 @@
+"""One pass over a file or URL: ``streamqc analyze``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from monitor.alarms.engine import AlarmEvent, Emit
+from monitor.config.model import ChannelConfig, InputConfig
+from monitor.decode.media_source import DecodeReport, MediaSource, StreamInfo
+from monitor.pipeline.channel import ChannelPipeline
+
+
+@dataclass
+class AnalysisSummary:
+    source: str
+    streams: list[StreamInfo]
+    media_s: float = 0.0
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    pictures: int = 0
+    events: list[AlarmEvent] = field(default_factory=list)
+    report: DecodeReport = field(default_factory=DecodeReport)
+    stopped_at_duration: bool = False
+
+
+def analyze(
+    url: str,
+    channel: ChannelConfig,
+    emit: Emit,
+    *,
+    input_name: str = "primary",
+    duration_s: float | None = None,
+    threads: int = 1,
+    source: InputConfig | None = None,
+) -> AnalysisSummary:
+    """Run the channel's detectors over ``url`` until it ends (or ``duration_s`` of media).
+
+    Every alarm event goes to ``emit`` as it happens; the summary collects them too.
+    Raises InputError when the source cannot be used at all.
+    """
+    opts = source or InputConfig(url=url)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    with MediaSource(
+        url,
+        open_timeout_s=opts.open_timeout_s,
+        read_timeout_s=opts.read_timeout_s,
+        threads=threads,
+    ) as media:
+        summary = AnalysisSummary(media.name, media.stream_infos(), report=media.report)
+
+        def emit_and_keep(event: AlarmEvent) -> None:
+            summary.events.append(event)
+            emit(event)
+
+        pipeline = ChannelPipeline(
+            channel,
+            input_name,
+            emit_and_keep,
+            audio_streams=[s for s in summary.streams if s.kind == "audio"],
+        )
+        if media.video_stream is None:
+            media.report.warnings.append("no video stream: picture checks are off")
+        if not media.audio_streams:
+            media.report.warnings.append("no audio stream: audio checks are off")
+        for item in media:
+            if duration_s is not None and item.pts_s >= duration_s:
+                summary.stopped_at_duration = True
+                break
+            pipeline.process(item)
+        pipeline.finish()
+        summary.pictures = pipeline.picture_count
+        summary.media_s = pipeline.media_end_s
+    summary.wall_s = time.perf_counter() - wall0
+    summary.cpu_s = time.process_time() - cpu0
+    return summary

@@ -1,0 +1,810 @@
+"""Monitoring a live input: decode threads, input loss, a watchdog, reconnects, one timeline.
+
+Each rendition of the input is decoded on its own thread (PyAV and the Numba kernels release
+the GIL) and hands its items to the control loop, which runs on the calling thread, owns the
+channel pipelines and the alarm trackers, and once every tick:
+
+- raises ``input_loss`` when nothing has arrived for the input_loss hold-off, and clears it
+  when media flows again;
+- restarts a rendition whose decoded media time has not advanced for ``watchdog_s``, whatever
+  the cause (a hung open, a read that never returns, a decoder stuck on garbage): closing its
+  BytePipe unblocks the decoder, which then ends;
+- reopens an ended rendition after an exponential backoff with jitter, capped.
+
+Times are seconds since the session started, on the monotonic clock: each (re)opened decoder
+places its first frame at the current session time, so one timeline runs across reconnects
+and the pipelines (and so the alarm state) live for the whole session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from detectors.black import BlackSettings
+from detectors.freeze import FreezeSettings
+from detectors.picture import PictureAnalyzer
+from detectors.silence import SilenceDetector, SilenceSettings
+from monitor.alarms.engine import AlarmTracker, Emit, Inheritance, Subject
+from monitor.alarms.input_stats import InputStats
+from monitor.checks.ladder import ladder_comparator
+from monitor.config.model import ChannelConfig, InputConfig, ThumbnailConfig
+from monitor.decode.media_source import (
+    AudioChunk,
+    MediaSource,
+    Picture,
+    PictureSelection,
+    StreamInfo,
+)
+from monitor.decode.thumbnails import Thumbnailer
+from monitor.errors import InputError
+from monitor.ingest.hls import HlsClient
+from monitor.ingest.pipe import BytePipe
+from monitor.ingest.reports import Report, TransportCondition
+from monitor.ingest.srt import SrtOptions, SrtReader
+from monitor.ingest.tr101290 import Tr101290Analyzer, Tr101290Settings
+from monitor.ingest.udp import UdpOptions, UdpReader
+from monitor.pipeline.channel import ChannelPipeline
+
+TICK_S = 0.1
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 10.0
+LOSS_GAP_S = 0.25  # less than this between arrivals is ordinary burstiness, not a loss
+STATS_EVERY_S = 1.0
+LATE_AFTER_S = 1.0  # a picture analysed this long after it was decoded counts as late
+JOIN_GRACE_S = 5.0
+"""A decoder joining a live stream mid-GOP sees its first picture only at the next keyframe."""
+CLAIM_WINDOW_S = 5.0
+"""Media a restarted session decodes before inherited alarms nobody claimed are cleared."""
+
+
+class SessionObserver(Protocol):
+    """What a daemon wants of a running session besides its alarm events."""
+
+    def tick(self) -> None:
+        """The control loop is alive (called every tick)."""
+
+    def stats(self, stats: list[InputStats]) -> None:
+        """Every rendition's measurements, about once a second."""
+
+    def thumbnail(self, rendition: str | None, jpeg: bytes) -> None:
+        """A periodic thumbnail of ``rendition``."""
+
+
+def live_kind(url: str) -> str | None:
+    """Which live input reads ``url`` ("udp", "srt", "hls"), or None: PyAV opens it."""
+    parts = urlsplit(url)
+    if parts.scheme in ("udp", "rtp"):
+        return "udp"
+    if parts.scheme == "srt":
+        return "srt"
+    if parts.scheme in ("http", "https") and parts.path.endswith((".m3u8", ".m3u")):
+        return "hls"
+    return None
+
+
+def is_live_url(url: str) -> bool:
+    """Inputs the live runner handles itself (the rest PyAV opens as files or streams)."""
+    return live_kind(url) is not None
+
+
+class Ingest(Protocol):
+    """What the live runner needs of an input's network side."""
+
+    name: str  # for messages: never holds a secret
+
+    def start(self, report: Report) -> None: ...
+    def renditions(self) -> list[str | None]: ...
+    def new_pipe(self, rendition: str | None, read_timeout_s: float) -> BytePipe: ...
+    def last_receive_s(self, rendition: str | None) -> float: ...
+    def arrival_gap_s(self, rendition: str | None) -> float: ...
+    def container(self, rendition: str | None) -> str: ...
+    def bytes_in(self) -> int: ...
+    def stop(self) -> None: ...
+
+
+class TransportChecks:
+    """TR 101 290 on the bytes as they arrive, on the reader's thread.
+
+    Driven by arrivals only: when nothing arrives that is input_loss, and PAT/PMT/PCR timers
+    firing on top of it would only bury the one alarm that matters.
+    """
+
+    def __init__(self, report: Report) -> None:
+        self._analyzer = Tr101290Analyzer(Tr101290Settings(), report)
+
+    def feed(self, data: bytes) -> None:
+        self._analyzer.feed(data, time.monotonic())
+
+
+def warm_up() -> None:
+    """Load every kernel a live session calls, with the argument types it will use.
+
+    Numba loads each cached specialisation on its first call, holding the GIL for a few
+    hundred milliseconds; done mid-stream, that delays the reader threads and their arrival
+    times (a false PCR gap). Read-only padded views are their own specialisation.
+    """
+    luma = np.zeros((16, 48), dtype=np.uint8)[:, :32]
+    luma.flags.writeable = False
+    analyzer = PictureAnalyzer(BlackSettings(), FreezeSettings())
+    analyzer.update(luma, 0.0)
+    analyzer.update(luma, 0.04, keyframe=True)
+    SilenceDetector(SilenceSettings(), 48000, 2).update(np.zeros((2, 9600), np.float32), 0.0)
+    Tr101290Analyzer(Tr101290Settings(), lambda condition: None).feed(
+        NULL_PACKETS, time.monotonic()
+    )
+
+
+def warm_up_checks(channel: ChannelConfig) -> None:
+    """Load the kernels of the channel's own checks (loudness, A/V sync, graphics, ...)
+    before its readers start, for the same reason as ``warm_up``: a throwaway pipeline of
+    the channel measures 2.2 s of blank pictures and silence (checks that work a hop at a
+    time, like A/V sync, call their kernels once a second)."""
+    stereo = StreamInfo("audio", 0, "pcm", "warm-up", channel_names=("FL", "FR"))
+    pipeline = ChannelPipeline(channel, "warm-up", lambda event: None, audio_streams=[stereo])
+    padded = np.zeros((180, 352), dtype=np.uint8)
+    luma = padded[:, :320]
+    luma.flags.writeable = False
+    silence = np.zeros((2, 9600), dtype=np.float32)
+    for i in range(55):
+        pipeline.process(Picture(luma, i * 0.04, 0.04, 8, False, keyframe=i % 25 == 0))
+        if i % 5 == 0:
+            pipeline.process(AudioChunk(0, silence, i * 0.04, 48000))
+
+
+NULL_PACKETS = (bytes([0x47, 0x1F, 0xFF, 0x10]) + bytes(184)) * 7
+
+
+class TsReader(Protocol):
+    """A reader thread writing MPEG-TS from the network into its current ``pipe``."""
+
+    pipe: BytePipe
+    tap: Callable[[bytes], None] | None
+    last_receive_s: float
+    bytes_in: int
+
+    def start(self) -> Any: ...
+    def stop(self) -> None: ...
+
+
+class StreamIngest:
+    """One MPEG-TS stream from a reader thread (UDP/RTP, SRT): one rendition, TR 101 290 on
+    every byte, and a decoder restart simply swaps the pipe the reader writes into."""
+
+    def __init__(self, name: str, make_reader: Callable[[Report], TsReader]) -> None:
+        self.name = name  # for messages: never holds a secret
+        self._make_reader = make_reader
+        self.reader: TsReader | None = None
+
+    def start(self, report: Report) -> None:
+        self.reader = self._make_reader(report)
+        self.reader.tap = TransportChecks(report).feed
+        self.reader.start()
+
+    def renditions(self) -> list[str | None]:
+        return [None]
+
+    def new_pipe(self, rendition: str | None, read_timeout_s: float) -> BytePipe:
+        assert self.reader is not None
+        pipe = BytePipe(read_timeout_s=read_timeout_s)
+        self.reader.pipe = pipe  # the reader writes each message to its current pipe
+        return pipe
+
+    def last_receive_s(self, rendition: str | None) -> float:
+        return self.reader.last_receive_s if self.reader else 0.0
+
+    def arrival_gap_s(self, rendition: str | None) -> float:
+        return LOSS_GAP_S
+
+    def container(self, rendition: str | None) -> str:
+        return "mpegts"
+
+    def bytes_in(self) -> int:
+        return self.reader.bytes_in if self.reader else 0
+
+    def stop(self) -> None:
+        if self.reader is not None:
+            self.reader.stop()
+
+
+def udp_ingest(url: str) -> StreamIngest:
+    options = UdpOptions.from_url(url)
+    return StreamIngest(url, lambda report: UdpReader(options, BytePipe(), url))
+
+
+def srt_ingest(url: str) -> StreamIngest:
+    options = SrtOptions.from_url(url)
+    # options.url has the passphrase masked: that is the name messages show
+    return StreamIngest(options.url, lambda report: SrtReader(options, BytePipe(), report))
+
+
+class HlsIngest:
+    """Our HLS client on its own thread and event loop; one rendition per variant/audio."""
+
+    def __init__(self, url: str, source: InputConfig) -> None:
+        self.name = url
+        self.source = source
+        self.client: HlsClient | None = None
+        self.thread: threading.Thread | None = None
+        self._error: str | None = None
+
+    def start(self, report: Report) -> None:
+        client = self.client = HlsClient(
+            self.name,
+            report,
+            open_timeout_s=self.source.open_timeout_s,
+            read_timeout_s=self.source.read_timeout_s,
+        )
+        self.thread = threading.Thread(target=self._run, name=f"hls {self.name}", daemon=True)
+        self.thread.start()
+        client.ready.wait(self.source.open_timeout_s + self.source.read_timeout_s + 1.0)
+        if not client.renditions:
+            self.stop()
+            raise InputError(self._error or f"{self.name}: no rendition within the open timeout")
+
+    def _run(self) -> None:
+        assert self.client is not None
+        try:
+            asyncio.run(self.client.run())
+        except InputError as exc:
+            self._error = str(exc)
+        except Exception as exc:  # the HLS thread must end with a message, not a traceback
+            self._error = f"{self.name}: {type(exc).__name__}: {exc}"
+        finally:
+            self.client.ready.set()
+
+    def renditions(self) -> list[str | None]:
+        """Renditions whose container is known (MPEG-TS or fMP4): a decoder can start."""
+        if not self.client:
+            return []
+        client = self.client
+        return [name for name in list(client.renditions) if client.container(name) is not None]
+
+    def container(self, rendition: str | None) -> str:
+        """The demuxer for ``rendition``'s pipe: "mpegts" or "mp4" (fMP4/CMAF segments)."""
+        known = self.client.container(rendition) if self.client and rendition else None
+        return known or "mpegts"
+
+    def new_pipe(self, rendition: str | None, read_timeout_s: float) -> BytePipe:
+        assert self.client is not None and rendition is not None
+        pipe = BytePipe(read_timeout_s=max(read_timeout_s, 2 * self.arrival_gap_s(rendition)))
+        self.client.replace_pipe(rendition, pipe)
+        return pipe
+
+    def last_receive_s(self, rendition: str | None) -> float:
+        return self.client.last_write_s(rendition) if self.client and rendition else 0.0
+
+    def arrival_gap_s(self, rendition: str | None) -> float:
+        """Segments arrive once per target duration: a gap is a loss past 1.5 of them."""
+        target = self.client.target_duration_s(rendition) if self.client and rendition else None
+        return 1.5 * (target or 6.0)
+
+    def bytes_in(self) -> int:
+        return self.client.bytes_in() if self.client else 0
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.stop()
+        if self.thread is not None:
+            self.thread.join(timeout=5.0)
+
+
+def rendition_size(name: str | None) -> int | None:
+    """Pixels of an HLS rendition named ``WxH`` (or ``WxH-<bandwidth>``), None if unsized."""
+    match = re.match(r"(\d+)x(\d+)(?:-|$)", name or "")
+    return int(match[1]) * int(match[2]) if match else None
+
+
+def open_ingest(url: str, source: InputConfig) -> Ingest:
+    kind = live_kind(url)
+    if kind == "udp":
+        return udp_ingest(url)
+    if kind == "srt":
+        return srt_ingest(url)
+    if kind == "hls":
+        return HlsIngest(url, source)
+    raise InputError(f"{url}: not a live input streamqc reads itself")
+
+
+@dataclass
+class LiveSummary:
+    source: str
+    media_s: float = 0.0
+    pictures: int = 0
+    restarts: int = 0
+    bytes_in: int = 0
+    streams: list[StreamInfo] = field(default_factory=list)
+
+
+class Rendition:
+    """One decoded stream of a live input, and the decoder thread currently feeding it."""
+
+    def __init__(
+        self, name: str | None, pipeline_factory: Callable[[list[StreamInfo]], ChannelPipeline]
+    ):
+        self.name = name
+        self._make_pipeline = pipeline_factory
+        self.pipeline: ChannelPipeline | None = None
+        self.pipe: BytePipe | None = None
+        self.thread: threading.Thread | None = None
+        self.stop = threading.Event()
+        self.alive = False
+        self.last_item_s = 0.0  # monotonic time of the last decoded item
+        self.media_end_s = 0.0  # session time the decoded media reached
+        self.progress_s = 0.0  # monotonic time media time last advanced
+        self.reopen_at_s: float | None = 0.0  # when to (re)open; None while running
+        self.backoff_s = BACKOFF_FIRST_S
+        self.streams: list[StreamInfo] = []
+        self.first_media_s: float | None = None  # session time of the first decoded media
+        self.thumbnails: Thumbnailer | None = None
+        # Totals for the metrics (they live as long as the session).
+        self.pictures = 0
+        self.pictures_reported = 0
+        self.dropped = 0
+        self.late = 0
+        self.wait_max_s = 0.0  # longest decode-to-analysed time since the last stats
+        self.restarts = 0
+        self.video_end_s: float | None = None  # end of the last picture, for gap counting
+
+    def pipeline_for(self, streams: list[StreamInfo]) -> ChannelPipeline:
+        if self.pipeline is None:  # created once: alarm state outlives reconnects
+            self.pipeline = self._make_pipeline(streams)
+        return self.pipeline
+
+
+class LiveSession:
+    """One live input of one channel: ``streamqc analyze`` of a live URL (until ``duration_s``
+    or Ctrl-C) and, in the daemon, a channel input (until ``stop`` is set)."""
+
+    def __init__(
+        self,
+        url: str,
+        channel: ChannelConfig,
+        emit: Emit,
+        *,
+        input_name: str = "primary",
+        source: InputConfig | None = None,
+        duration_s: float | None = None,
+        stop: threading.Event | None = None,
+        origin_wall_s: float | None = None,
+        inherited: Inheritance | None = None,
+        observer: SessionObserver | None = None,
+        thumbnails: ThumbnailConfig | None = None,
+        persistent: bool = False,
+    ) -> None:
+        """``origin_wall_s`` (a time.time()) is session time 0, so a restarted session goes on
+        with the same timeline; ``inherited`` alarms resume instead of raising again; with
+        ``settle_on_exit`` False, alarms still open at the end stay open (the daemon carries
+        them over to the next session) instead of clearing."""
+        self.url = url
+        self.channel = channel
+        self.emit = emit
+        self.input_name = input_name
+        self.source = source or InputConfig(url=url)
+        self.duration_s = duration_s
+        self.stop = stop or threading.Event()
+        self.origin_wall_s = origin_wall_s
+        self.inherited = inherited
+        self.observer = observer
+        self.thumbnail_settings = thumbnails
+        self.persistent = persistent
+        self.ingest = open_ingest(url, self.source)
+        self.summary = LiveSummary(self.ingest.name)
+        self.notice: Callable[[str], None] = lambda message: None
+        self._queue: queue.Queue[tuple[str, Rendition | None, Any]] = queue.Queue(maxsize=2000)
+        self._start = time.monotonic()
+        self._run_start_s = 0.0  # session time this session began (later than 0 after a restart)
+        self._ingest_started = False
+        self._ingest_retry_s = 0.0
+        self._ingest_backoff_s = BACKOFF_FIRST_S
+        self._next_stats_s = 0.0
+        self._transport: dict[tuple[str, str | None], AlarmTracker] = {}
+        self._transport_seen: dict[tuple[str, str | None], tuple[float, bool]] = {}
+        self._loss: dict[str | None, AlarmTracker] = {}
+        self.renditions: dict[str | None, Rendition] = {}
+        multi = isinstance(self.ingest, HlsIngest)  # renditions of a ladder, compared
+        self.ladder = (
+            ladder_comparator(
+                channel, input_name, emit, inherited, keyframes=self.source.ladder_pictures != "all"
+            )
+            if multi
+            else None
+        )
+
+    # --- time ---------------------------------------------------------------------------
+
+    def session_s(self, monotonic_s: float | None = None) -> float:
+        return (time.monotonic() if monotonic_s is None else monotonic_s) - self._start
+
+    # --- set-up -------------------------------------------------------------------------
+
+    def _pipeline_factory(
+        self, rendition: str | None
+    ) -> Callable[[list[StreamInfo]], ChannelPipeline]:
+        channel = self.channel
+        if rendition is not None and rendition.startswith("audio-"):
+            # An HLS alternate audio rendition has no pictures by design.
+            off = replace(channel.video_missing.rule, enabled=False)
+            channel = replace(channel, video_missing=replace(channel.video_missing, rule=off))
+
+        def make(streams: list[StreamInfo]) -> ChannelPipeline:
+            audio = [s for s in streams if s.kind == "audio"]
+            config = channel
+            if not audio and self._has_audio_renditions():
+                # A CMAF-style ladder carries the sound once, in its own rendition, which is
+                # checked there: its video renditions have none to miss.
+                off = replace(channel.audio_missing.rule, enabled=False)
+                config = replace(channel, audio_missing=replace(channel.audio_missing, rule=off))
+            return ChannelPipeline(
+                config,
+                self.input_name,
+                self.emit,
+                audio_streams=audio,
+                rendition=rendition,
+                inherited=self.inherited,
+                join_grace_s=JOIN_GRACE_S,
+            )
+
+        return make
+
+    def _ladder(self) -> list[str]:
+        """The names of every rendition of an HLS input (none for other inputs)."""
+        client = getattr(self.ingest, "client", None)
+        return list(client.renditions) if client is not None else []
+
+    def _has_audio_renditions(self) -> bool:
+        return any(name.startswith("audio-") for name in self._ladder())
+
+    def report(self, condition: TransportCondition) -> None:
+        """Readers' callback (any thread): transport conditions join the control loop."""
+        self._put(("transport", None, condition))
+
+    # --- decoding threads ---------------------------------------------------------------
+
+    def _start_decoder(self, r: Rendition) -> None:
+        # The reader keeps running; the decoder starts afresh on a new pipe.
+        pipe = self.ingest.new_pipe(r.name, self.source.read_timeout_s)
+        r.pipe = pipe
+        r.stop = threading.Event()
+        r.alive = True
+        r.reopen_at_s = None
+        r.progress_s = time.monotonic()
+        start_s = max(self.session_s(), r.media_end_s)
+        r.thread = threading.Thread(
+            target=self._decode,
+            args=(r, pipe, start_s, r.stop),
+            name=f"decode {self.ingest.name}",
+            daemon=True,
+        )
+        r.thread.start()
+
+    def _decode(self, r: Rendition, pipe: BytePipe, start_s: float, stop: threading.Event) -> None:
+        try:
+            with MediaSource(
+                self.ingest.name if r.name is None else f"{self.ingest.name} [{r.name}]",
+                fileobj=pipe,
+                format=self.ingest.container(r.name),  # HLS: fMP4 renditions are "mp4"
+                timeline_start_s=start_s,
+                open_timeout_s=self.source.open_timeout_s,
+                read_timeout_s=self.source.read_timeout_s,
+                pictures=self._pictures(r.name),
+            ) as media:
+                self._put(("open", r, media.stream_infos()))
+                for item in media:
+                    if stop.is_set():
+                        break
+                    self._put(("item", r, (item, time.monotonic())))
+                reason = "stopped" if stop.is_set() else "input ended or went silent"
+                if media.report.read_error:
+                    reason = media.report.read_error
+            self._put(("end", r, reason))
+        except InputError as exc:
+            self._put(("end", r, str(exc)))
+        except Exception as exc:  # a decoder bug must end this thread, never the session
+            self._put(("end", r, f"{type(exc).__name__}: {exc}"))
+
+    def _pictures(self, rendition: str | None) -> PictureSelection:
+        """All pictures of the ladder's largest rendition (and of anything unsized), the
+        configured selection of the smaller ones."""
+        size = rendition_size(rendition)
+        if size is None or self.source.ladder_pictures == "all":
+            return "all"
+        sizes = (s for name in self._ladder() if (s := rendition_size(name)) is not None)
+        largest = max(sizes, default=size)
+        return "all" if size >= largest else self.source.ladder_pictures
+
+    def _put(self, message: tuple[str, Rendition | None, Any]) -> None:
+        while True:
+            try:
+                self._queue.put(message, timeout=0.5)
+                return
+            except queue.Full:
+                r = message[1]
+                if r is not None and r.stop.is_set():
+                    return
+
+    # --- control loop -------------------------------------------------------------------
+
+    def run(self) -> LiveSummary:
+        warm_up()
+        warm_up_checks(self.channel)
+        now = time.monotonic()
+        self._start = (
+            now if self.origin_wall_s is None else now - (time.time() - self.origin_wall_s)
+        )
+        self._run_start_s = self.session_s(now)
+        self._next_stats_s = now + STATS_EVERY_S
+        try:
+            self._start_ingest(now)
+            self._loop()
+        except KeyboardInterrupt:
+            pass  # Ctrl-C ends a live analysis like --duration does
+        finally:
+            self._shutdown()
+        return self.summary
+
+    def _start_ingest(self, now: float) -> None:
+        """Start the network side; a failure (an HLS origin down, say) is an input loss, retried
+        with backoff, not the end of the session."""
+        try:
+            self.ingest.start(self.report)
+            self._ingest_started = True
+        except InputError as exc:
+            if not self.persistent:
+                raise
+            wait_s = self._ingest_backoff_s * random.uniform(0.8, 1.2)
+            self._ingest_retry_s = time.monotonic() + wait_s
+            self._ingest_backoff_s = min(self._ingest_backoff_s * 2, BACKOFF_MAX_S)
+            self.notice(f"{exc}; retrying in {wait_s:.1f} s")
+
+    def _running(self) -> bool:
+        if self.stop.is_set():
+            return False
+        return self.duration_s is None or self.session_s() - self._run_start_s < self.duration_s
+
+    def _loop(self) -> None:
+        while self._running():
+            try:
+                kind, r, payload = self._queue.get(timeout=TICK_S)
+                self._handle(kind, r, payload)
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            if not self._ingest_started and now >= self._ingest_retry_s:
+                self._start_ingest(now)
+            self._tick(now)
+            if self.observer is not None:
+                self.observer.tick()
+                if now >= self._next_stats_s:
+                    self._next_stats_s = now + STATS_EVERY_S
+                    self.observer.stats(self._stats(now))
+
+    def _handle(self, kind: str, r: Rendition | None, payload: Any) -> None:
+        if kind == "item":
+            assert r is not None
+            item: Picture | AudioChunk
+            item, decoded_s = payload
+            pipeline = r.pipeline_for(r.streams)
+            pipeline.process(item)
+            now = time.monotonic()
+            r.last_item_s = now
+            if r.first_media_s is None:
+                r.first_media_s = self.session_s(now)
+            if pipeline.media_end_s > r.media_end_s:
+                r.media_end_s = pipeline.media_end_s
+                r.progress_s = now
+                r.backoff_s = BACKOFF_FIRST_S  # flowing again: the next failure starts small
+            if type(item) is Picture:
+                self.summary.pictures += 1
+                self._count_picture(r, item, now - decoded_s)
+                if self.ladder is not None:
+                    self.ladder.picture(r.name, item, pipeline)
+        elif kind == "open":
+            assert r is not None
+            r.streams = payload
+            if r.pipeline is not None:
+                r.pipeline.rejoin()
+            if not self.summary.streams:
+                self.summary.streams = payload
+        elif kind == "end":
+            assert r is not None
+            r.alive = False
+            if r.pipe is not None:
+                r.pipe.close()
+            jitter = random.uniform(0.8, 1.2)
+            r.reopen_at_s = time.monotonic() + r.backoff_s * jitter
+            r.backoff_s = min(r.backoff_s * 2, BACKOFF_MAX_S)
+            if payload != "stopped":
+                wait_s = r.reopen_at_s - time.monotonic()
+                self.notice(f"{self.ingest.name}: {payload}; reopening in {wait_s:.1f} s")
+        elif kind == "transport":
+            self._observe_transport(payload)
+
+    def _count_picture(self, r: Rendition, picture: Picture, waited_s: float) -> None:
+        r.pictures += 1
+        if waited_s > LATE_AFTER_S:
+            r.late += 1
+        if waited_s > r.wait_max_s:
+            r.wait_max_s = waited_s
+        shown_s = picture.shown_s or picture.duration_s
+        if r.video_end_s is not None and shown_s > 0:
+            gap_s = picture.pts_s - r.video_end_s
+            if gap_s > 1.5 * shown_s:
+                r.dropped += round(gap_s / shown_s)
+        r.video_end_s = picture.end_s
+        if self.thumbnail_settings is not None and self.thumbnail_settings.enabled:
+            if r.thumbnails is None:
+                r.thumbnails = Thumbnailer(self.thumbnail_settings)
+            jpeg = r.thumbnails.offer(picture)
+            if jpeg is not None and self.observer is not None:
+                self.observer.thumbnail(r.name, jpeg)
+
+    def thumbnail_at(self, rendition: str | None, t_s: float) -> bytes | None:
+        """The picture of ``rendition`` (else of any rendition) at media time ``t_s``."""
+        r = self.renditions.get(rendition)
+        candidates = [r] if r is not None else list(self.renditions.values())
+        for c in candidates:
+            if c.thumbnails is not None:
+                return c.thumbnails.at(t_s)
+        return None
+
+    def _stats(self, now: float) -> list[InputStats]:
+        t = self.session_s(now)
+        out = []
+        for r in self.renditions.values():
+            pipeline = r.pipeline
+            fps = (r.pictures - r.pictures_reported) / STATS_EVERY_S
+            r.pictures_reported = r.pictures
+            wait_max_s, r.wait_max_s = r.wait_max_s, 0.0
+            out.append(
+                InputStats(
+                    channel=self.channel.name,
+                    input=self.input_name,
+                    rendition=r.name,
+                    flowing=r.alive and now - r.progress_s < 2 * STATS_EVERY_S,
+                    media_lag_s=max(t - r.media_end_s, 0.0),
+                    fps=fps,
+                    pictures=r.pictures,
+                    frames_dropped=r.dropped,
+                    frames_late=r.late,
+                    picture_wait_max_s=wait_max_s,
+                    reconnects=r.restarts,
+                    bytes_in=self.ingest.bytes_in() if self._ingest_started else 0,
+                    luma_mean_cv=pipeline.luma_mean_cv() if pipeline else None,
+                    audio_peak_dbfs=tuple(pipeline.take_audio_peaks()) if pipeline else (),
+                    gauges=tuple(
+                        (name, tuple(sorted(labels.items())), value)
+                        for name, labels, value in (pipeline.gauges() if pipeline else ())
+                    ),
+                )
+            )
+        return out
+
+    def _tick(self, now: float) -> None:
+        t = self.session_s(now)
+        if self._ingest_started:
+            for name in self.ingest.renditions():
+                if name not in self.renditions:
+                    self.renditions[name] = Rendition(name, self._pipeline_factory(name))
+        else:
+            self._observe_unreachable(now, t)
+        if self.inherited:
+            flowing = [r for r in self.renditions.values() if r.first_media_s is not None]
+            if any(r.media_end_s - r.first_media_s >= CLAIM_WINDOW_S for r in flowing):  # type: ignore[operator]
+                self.inherited.expire(self._run_start_s, self.emit)
+        for r in self.renditions.values():
+            if r.reopen_at_s is not None and now >= r.reopen_at_s:
+                if r.thread is not None:
+                    self.summary.restarts += 1
+                    r.restarts += 1
+                self._start_decoder(r)
+            elif r.alive and now - r.progress_s > self._watchdog_s(r):
+                # Media time stopped advancing: unblock the decoder; its thread then ends.
+                self.notice(
+                    f"{self.ingest.name}: decoded media stopped advancing for "
+                    f"{self._watchdog_s(r):g} s at {t:.1f} s: restarting the decoder"
+                )
+                r.stop.set()
+                if r.pipe is not None:
+                    r.pipe.close()
+                r.progress_s = now
+            self._observe_loss(r, now, t)
+        self._hold_transport(t)
+
+    def _watchdog_s(self, r: Rendition) -> float:
+        # Never shorter than two arrival gaps: HLS media comes a segment at a time.
+        return max(self.source.watchdog_s, 2 * self.ingest.arrival_gap_s(r.name))
+
+    def _loss_tracker(self, rendition: str | None) -> AlarmTracker | None:
+        rule = self.channel.input_loss.rule
+        if not rule.enabled:
+            return None
+        tracker = self._loss.get(rendition)
+        if tracker is None:
+            subject = Subject(self.channel.name, self.input_name, rendition)
+            tracker = AlarmTracker("input_loss", rule, subject, self.emit, None, self.inherited)
+            self._loss[rendition] = tracker
+        return tracker
+
+    def _observe_unreachable(self, now: float, t: float) -> None:
+        """The input could not even be started (an HLS origin down): nothing arrives."""
+        tracker = self._loss_tracker(None)
+        if tracker is not None:
+            begun = self._run_start_s
+            gap = t - begun
+            detail = {"gap_s": round(gap, 1), "reason": "unreachable"}
+            tracker.observe(t, gap > LOSS_GAP_S, since_s=begun, detail=detail)
+
+    def _observe_loss(self, r: Rendition, now: float, t: float) -> None:
+        tracker = self._loss_tracker(r.name)
+        if tracker is None:
+            return
+        # Bytes arriving at the socket count as input, whatever the decoder makes of them
+        # (garbage is reported by its own alarms); before any byte, the session start counts.
+        received = self.ingest.last_receive_s(r.name)
+        last = max(r.last_item_s, received, self._start + self._run_start_s)
+        gap = now - last
+        lost = gap > self.ingest.arrival_gap_s(r.name)
+        tracker.observe(t, lost, since_s=self.session_s(last), detail={"gap_s": round(gap, 1)})
+        if r.name is not None and None in self._loss:  # an unreachable origin is reachable now
+            self._loss[None].observe(t, False)
+
+    def _observe_transport(self, condition: TransportCondition) -> None:
+        rule = self.channel.transport.rule
+        if not rule.enabled:
+            return
+        key = (condition.alarm, condition.subject)
+        tracker = self._transport.get(key)
+        if tracker is None:
+            rendition = condition.subject if condition.subject in self.renditions else None
+            subject = Subject(self.channel.name, self.input_name, rendition)
+            tracker = AlarmTracker(condition.alarm, rule, subject, self.emit, None, self.inherited)
+            self._transport[key] = tracker
+        detail = dict(condition.detail)
+        if condition.subject is not None and tracker.subject.rendition is None:
+            detail.setdefault("subject", condition.subject)
+        t = max(self.session_s(condition.at_s), self._transport_seen.get(key, (0.0, False))[0])
+        self._transport_seen[key] = (t, condition.active)
+        tracker.observe(t, condition.active, detail=detail)
+
+    def _hold_transport(self, t: float) -> None:
+        """Readers report a condition when it changes: it holds until the next report, so the
+        hold-offs run (and a cleared condition clears) without waiting for one."""
+        for key, tracker in self._transport.items():
+            seen_s, active = self._transport_seen[key]
+            if t > seen_s:
+                self._transport_seen[key] = (t, active)
+                tracker.observe(t, active)
+
+    def _shutdown(self) -> None:
+        for r in self.renditions.values():
+            r.stop.set()
+            if r.pipe is not None:
+                r.pipe.close()
+        if self._ingest_started:
+            self.ingest.stop()
+            self.summary.bytes_in = self.ingest.bytes_in()
+        for r in self.renditions.values():
+            if r.thread is not None:
+                r.thread.join(timeout=2.0)
+        end = self.session_s()
+        self.summary.media_s = end - self._run_start_s
+        if self.persistent:
+            return
+        for r in self.renditions.values():
+            if r.pipeline is not None:
+                r.pipeline.finish()
+        for tracker in [*self._loss.values(), *self._transport.values()]:
+            tracker.finish(end)
+        if self.ladder is not None:
+            self.ladder.finish(end)

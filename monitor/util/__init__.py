@@ -1,0 +1,1 @@
+"""Small helpers every part of monitor/ may use: backoff, asyncio pieces."""

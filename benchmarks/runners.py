@@ -19,7 +19,7 @@ import av.error
 import av.filter
 
 from monitor.alarms.engine import AlarmEvent
-from monitor.config.model import ChannelConfig, default_channel
+from monitor.config import ChannelConfig, default_channel
 from monitor.decode.media_source import PROBE_OPTIONS
 from monitor.pipeline.analyze import analyze
 

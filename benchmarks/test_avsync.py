@@ -35,7 +35,7 @@ import pytest
 from benchmarks.clips import broadcast_clip, clip_path
 from benchmarks.runners import decode_only, interleaved, streamqc
 from monitor.checks.avsync import AvSyncCheck
-from monitor.config.model import AlarmRule, ChannelConfig, DetectorConfig, default_channel
+from monitor.config import AlarmRule, ChannelConfig, DetectorConfig, default_channel
 
 CLIP_S = 12.0
 QUICK_CLIP_S = 1.0

@@ -29,7 +29,7 @@ import pytest
 
 from benchmarks.clips import broadcast_clip, clip_path
 from benchmarks.runners import decode_only, interleaved, streamqc
-from monitor.config.model import ChannelConfig, load_config
+from monitor.config import ChannelConfig, load_config
 
 CLIP_S = 12.0
 QUICK_CLIP_S = 1.0

@@ -35,7 +35,7 @@ from detectors.graphics import GraphicSettings
 from monitor.alarms.engine import AlarmRule, AlarmTracker, Subject
 from monitor.checks.base import CheckContext
 from monitor.checks.graphics import ANALYSIS_INTERVAL_S, GraphicsCheck
-from monitor.config.model import ChannelConfig, DetectorConfig
+from monitor.config import ChannelConfig, DetectorConfig
 from monitor.decode.media_source import Picture, luma_view
 
 CLIP_S = 12.0

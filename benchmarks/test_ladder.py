@@ -26,7 +26,7 @@ import pytest
 
 from benchmarks.clips import broadcast_clip, clip_path
 from monitor.checks.ladder import LadderComparator
-from monitor.config.model import ChannelConfig
+from monitor.config import ChannelConfig
 from monitor.decode.media_source import Picture, luma_view
 from monitor.pipeline.channel import ChannelPipeline
 

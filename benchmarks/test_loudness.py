@@ -37,7 +37,7 @@ from detectors.loudness import LoudnessMeter, LoudnessSettings
 from monitor.alarms.engine import AlarmTracker, Subject
 from monitor.checks.base import CheckContext
 from monitor.checks.loudness import LoudnessCheck
-from monitor.config.model import default_channel
+from monitor.config import default_channel
 from monitor.decode.media_source import AudioChunk
 
 RATE = 48_000

@@ -56,7 +56,7 @@ def _check_pattern(key: str, pattern: str) -> None:
         raise ValueError(f"{key}: {pattern!r}: failover_* alarms are raised by the policy itself")
 
 
-def _check_ranges(settings: object) -> None:
+def check_ranges(settings: object) -> None:
     """Check the annotated_types constraints of a dataclass's fields (settings built in code)."""
     hints = get_type_hints(type(settings), include_extras=True)
     for spec in dataclasses.fields(settings):  # type: ignore[arg-type]
@@ -103,7 +103,7 @@ class Trigger:
 
     def __post_init__(self) -> None:
         _check_pattern("alarm", self.alarm)
-        _check_ranges(self)
+        check_ranges(self)
 
     def matches(self, alarm: str) -> bool:
         return matches(self.alarm, alarm)
@@ -152,7 +152,7 @@ class FailoverSettings:
     """Name of the backup input."""
 
     def __post_init__(self) -> None:
-        _check_ranges(self)
+        check_ranges(self)
         if self.mode not in get_args(Mode):
             raise ValueError(f"mode: must be one of auto, confirm, off, got {self.mode!r}")
         if self.combine not in get_args(Combine):

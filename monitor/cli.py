@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from monitor.alarms.engine import AlarmEvent
-from monitor.config.model import Config, default_channel, load_config, parse_duration
+from monitor.config import Config, default_channel, load_config, parse_duration
 from monitor.errors import ConfigError, InputError, StreamqcError
 from monitor.pipeline.analyze import AnalysisSummary, analyze
 from monitor.pipeline.live_session import LiveSession, LiveSummary, is_live_url
@@ -290,7 +290,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_agent(args: argparse.Namespace) -> int:
     import asyncio
 
-    from monitor.config.agent import load_agent_config, run_agent
+    from monitor.config.agent import load_agent_config
+    from monitor.daemon.agent_service import run_agent
     from monitor.logs import configure_logging
 
     config = load_agent_config(args.config)

@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 
 from annotated_types import Ge, Gt, Interval
 
-from failover.policy_settings import _check_ranges
+from failover.policy_settings import check_ranges
 
 PLACEHOLDERS = ("{input}", "{input_name}", "{channel}")
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH"]
@@ -59,7 +59,7 @@ class ProcessSettings:
     restart_backoff_max_s: Annotated[float, Ge(1.0)] = 30.0
 
     def __post_init__(self) -> None:
-        _check_ranges(self)
+        check_ranges(self)
         if not self.command or not self.command[0]:
             raise ValueError("command: must name a program, e.g. [ffmpeg, -i, '{input}', ...]")
         _names_input("command", self.command)
@@ -81,7 +81,7 @@ class HttpSettings:
     expect_status: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_ranges(self)
+        check_ranges(self)
         if not re.match(r"https?://[^/]", self.url):
             raise ValueError(f"url: must be http://... or https://..., got {self.url!r}")
         _names_input("url", (self.url, self.body or "", *self.headers.values()))
@@ -103,7 +103,7 @@ class ScriptSettings:
     timeout_s: Annotated[float, Gt(0.0)] = 10.0
 
     def __post_init__(self) -> None:
-        _check_ranges(self)
+        check_ranges(self)
         if not self.path:
             raise ValueError("path: must name a program")
 
@@ -148,7 +148,7 @@ class AgentSettings:
     """Commands of one channel waiting behind a switch in progress; more are rejected."""
 
     def __post_init__(self) -> None:
-        _check_ranges(self)
+        check_ranges(self)
         if not _NAME.fullmatch(self.agent_id):
             raise ValueError(
                 f"agent_id: must be letters, digits, '_', '.' or '-', got {self.agent_id!r}"

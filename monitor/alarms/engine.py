@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Literal
 
-from monitor.config.model import AlarmRule
+from monitor.config import AlarmRule
 
 EVENT_VERSION = 1
 

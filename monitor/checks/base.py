@@ -19,7 +19,7 @@ from monitor.alarms.engine import AlarmTracker, Subject
 from monitor.decode.media_source import AudioChunk, Picture, StreamInfo
 
 if TYPE_CHECKING:
-    from monitor.config.model import ChannelConfig
+    from monitor.config import ChannelConfig
 
 
 Gauge = tuple[str, Mapping[str, str], float]

@@ -39,7 +39,7 @@ from detectors.graphics import (
     parse_window,
 )
 from monitor.checks.base import Check, CheckContext, Gauge, builder, detail_number
-from monitor.config.model import DetectorConfig
+from monitor.config import DetectorConfig
 from monitor.decode.media_source import Picture
 
 ANALYSIS_INTERVAL_S = 0.2

@@ -32,7 +32,7 @@ import numpy as np
 
 from detectors.ladder import Deviation, LadderConsensus, LadderSettings, PictureSignature
 from monitor.alarms.engine import AlarmTracker, Emit, Inheritance, Phase, Subject
-from monitor.config.model import ChannelConfig
+from monitor.config import ChannelConfig
 from monitor.decode.media_source import MPEG_WRAP_TICKS, Picture
 from monitor.pipeline.channel import ChannelPipeline
 

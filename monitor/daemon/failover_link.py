@@ -44,7 +44,7 @@ from failover.protocol import (
     state_topic,
 )
 from monitor.alarms.engine import AlarmEvent, utc_now
-from monitor.config.model import ChannelConfig
+from monitor.config import ChannelConfig
 from monitor.sinks.mqtt import MqttSink
 
 FAILOVER_INPUT = "failover"

@@ -34,7 +34,7 @@ from typing import Any
 
 from monitor.alarms.engine import AlarmEvent, utc_now
 from monitor.alarms.input_stats import InputStats
-from monitor.config.model import ChannelConfig, Config, ThumbnailConfig, host_port, load_config
+from monitor.config import ChannelConfig, Config, ThumbnailConfig, host_port, load_config
 from monitor.daemon.failover_link import FAILOVER_INPUT, FailoverLink
 from monitor.daemon.sdnotify import Notifier
 from monitor.daemon.worker import UnitKey, UnitSpec, worker_main

@@ -31,7 +31,7 @@ from typing import Any
 
 from monitor.alarms.engine import AlarmEvent, Inheritance, utc_now
 from monitor.alarms.input_stats import InputStats
-from monitor.config.model import ChannelConfig, ThumbnailConfig
+from monitor.config import ChannelConfig, ThumbnailConfig
 from monitor.decode.thumbnails import outline
 from monitor.errors import StreamqcError
 from monitor.pipeline.live_session import LiveSession, warm_up

@@ -15,7 +15,7 @@ from collections import deque
 import cv2
 import numpy as np
 
-from monitor.config.model import ThumbnailConfig
+from monitor.config import ThumbnailConfig
 from monitor.decode.media_source import Picture
 
 CAPTURE_EVERY_S = 0.5

@@ -27,7 +27,7 @@ from typing import Any
 
 import aiomqtt
 
-from monitor.config.model import AlarmRule, load_config
+from monitor.config import AlarmRule, load_config
 from monitor.daemon.sdnotify import Notifier
 from monitor.daemon.supervisor import Supervisor
 from monitor.demo.synth import MediaSpec, Span, make_ts

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monitor.alarms.engine import AlarmEvent
-from monitor.config.model import default_channel
+from monitor.config import default_channel
 from monitor.demo.synth import MediaSpec, Span, make_ts
 from monitor.pipeline.analyze import analyze
 

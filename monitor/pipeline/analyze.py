@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from monitor.alarms.engine import AlarmEvent, Emit
-from monitor.config.model import ChannelConfig, InputConfig
+from monitor.config import ChannelConfig, InputConfig
 from monitor.decode.media_source import DecodeReport, MediaSource, StreamInfo
 from monitor.pipeline.channel import ChannelPipeline
 

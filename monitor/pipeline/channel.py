@@ -17,7 +17,7 @@ from detectors.silence import SilenceDetector
 from monitor.alarms.engine import AlarmTracker, Emit, Inheritance, Merge, Subject
 from monitor.checks.base import CheckContext, Gauge
 from monitor.checks.registry import build_checks
-from monitor.config.model import ChannelConfig
+from monitor.config import ChannelConfig
 from monitor.decode.media_source import AudioChunk, Picture, StreamInfo
 
 PRESENCE_TOLERANCE_S = 1.0

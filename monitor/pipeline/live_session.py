@@ -38,7 +38,7 @@ from detectors.silence import SilenceDetector, SilenceSettings
 from monitor.alarms.engine import AlarmTracker, Emit, Inheritance, Subject
 from monitor.alarms.input_stats import InputStats
 from monitor.checks.ladder import ladder_comparator
-from monitor.config.model import ChannelConfig, InputConfig, ThumbnailConfig
+from monitor.config import ChannelConfig, InputConfig, ThumbnailConfig
 from monitor.decode.media_source import (
     AudioChunk,
     MediaSource,

@@ -68,7 +68,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from monitor.alarms.input_stats import InputStats
-from monitor.config.model import host_port
+from monitor.config import host_port
 from monitor.errors import ConfigError
 from monitor.logs import get_logger
 

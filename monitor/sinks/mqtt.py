@@ -24,7 +24,7 @@ from pathlib import Path
 import aiomqtt
 
 from failover.aio import until_first
-from monitor.config.model import MqttConfig, TlsConfig, broker_address
+from monitor.config import MqttConfig, TlsConfig, broker_address
 from monitor.errors import ConfigError
 from monitor.sinks.spool import Spool
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from monitor.config.model import ChannelConfig
+from monitor.config import ChannelConfig
 from monitor.pipeline.live_session import LiveSession
 from tests.ingest.hlsserver import LiveHlsServer
 from tests.ladderclips import CLEAN, FAULTY, hls_ladder
@@ -112,7 +112,7 @@ def test_a_fault_on_one_rendition_raises_rendition_mismatch_on_it_alone():
 def test_the_largest_rendition_is_decoded_in_full_the_others_as_configured(selection, expected):
     from types import SimpleNamespace
 
-    from monitor.config.model import InputConfig
+    from monitor.config import InputConfig
 
     url = "http://127.0.0.1:9/master.m3u8"
     source = InputConfig(url, ladder_pictures=selection)

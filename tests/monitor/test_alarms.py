@@ -5,7 +5,7 @@ import json
 import pytest
 
 from monitor.alarms.engine import AlarmTracker, Phase, Subject
-from monitor.config.model import AlarmRule
+from monitor.config import AlarmRule
 
 SUBJECT = Subject("news", "primary")
 RULE = AlarmRule(raise_after_s=2.0, clear_after_s=1.0)

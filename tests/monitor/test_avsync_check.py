@@ -23,7 +23,7 @@ import pytest
 import monitor.checks.avsync
 from detectors.avsync import AvSyncSettings, SyncReading
 from monitor.alarms.engine import AlarmEvent
-from monitor.config.model import (
+from monitor.config import (
     AlarmRule,
     ChannelConfig,
     DetectorConfig,

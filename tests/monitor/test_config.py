@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from detectors.regions import Region
-from monitor.config.model import (
+from monitor.config import (
     Config,
     InputConfig,
     default_channel,

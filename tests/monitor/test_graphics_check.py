@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from monitor.alarms.engine import AlarmEvent
-from monitor.config.model import load_config
+from monitor.config import load_config
 from monitor.errors import ConfigError
 from monitor.pipeline.analyze import analyze
 from tests.graphicsclips import (
@@ -454,7 +454,7 @@ def test_channels_override_the_default_graphics_key_by_key_by_name(tmp_path):
 def test_channels_without_graphics_checks_do_not_load_them_nor_opencv():
     code = (
         "import sys\n"
-        "from monitor.config.model import default_channel\n"
+        "from monitor.config import default_channel\n"
         "from monitor.pipeline.channel import ChannelPipeline\n"
         "p = ChannelPipeline(default_channel(), 'primary', print, audio_streams=[])\n"
         "assert not [c for c in p.checks if type(c).__name__ == 'GraphicsCheck']\n"

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from monitor.checks.ladder import LadderComparator
-from monitor.config.model import AlarmRule, ChannelConfig, load_config
+from monitor.config import AlarmRule, ChannelConfig, load_config
 from monitor.decode.media_source import MediaSource, Picture
 from monitor.errors import ConfigError
 from monitor.pipeline.channel import ChannelPipeline

@@ -21,7 +21,7 @@ import pytest
 from monitor.alarms.engine import AlarmEvent, AlarmTracker, Subject
 from monitor.checks.base import CheckContext
 from monitor.checks.loudness import LoudnessCheck, next_reset
-from monitor.config.model import ChannelConfig, default_channel, load_config
+from monitor.config import ChannelConfig, default_channel, load_config
 from monitor.decode.media_source import AudioChunk, StreamInfo
 from monitor.errors import ConfigError
 from monitor.pipeline.analyze import analyze

@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from monitor.config.model import default_channel
+from monitor.config import default_channel
 from monitor.decode.media_source import MPEG_WRAP_TICKS, MediaSource, Timeline, luma_view
 from monitor.demo.synth import MediaSpec, Span
 from monitor.pipeline.analyze import analyze
@@ -158,7 +158,7 @@ def test_audio_batch_closes_a_block_at_a_timestamp_gap_or_a_layout_change():
 
 
 def test_keyframes_only_pictures_stand_for_their_gop_and_keep_the_checks_whole(media):
-    from monitor.config.model import default_channel
+    from monitor.config import default_channel
     from monitor.pipeline.channel import ChannelPipeline
 
     spec = MediaSpec(duration_s=8.0, gop=25, black=(Span(3.0, 6.0),))

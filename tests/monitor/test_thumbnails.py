@@ -6,7 +6,7 @@ import av
 import cv2
 import numpy as np
 
-from monitor.config.model import ThumbnailConfig
+from monitor.config import ThumbnailConfig
 from monitor.decode.media_source import Picture
 from monitor.decode.thumbnails import Thumbnailer, outline
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import monitor.daemon.worker as worker
-from monitor.config.model import InputConfig, ThumbnailConfig, default_channel
+from monitor.config import InputConfig, ThumbnailConfig, default_channel
 from monitor.daemon.worker import MONITOR_ERROR, Unit, UnitSpec
 
 
@@ -113,7 +113,7 @@ WARM_UP = """
 from dataclasses import replace
 from detectors.avsync_kernels import picture_change
 from detectors.loudness_kernels import measure_steps
-from monitor.config.model import default_channel
+from monitor.config import default_channel
 from monitor.pipeline.live_session import warm_up_checks
 
 channel = default_channel()

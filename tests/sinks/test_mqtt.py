@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config.model import MqttConfig, TlsConfig
+from monitor.config import MqttConfig, TlsConfig
 from monitor.errors import ConfigError
 from monitor.sinks.mqtt import PASSWORD_ENV, BrokerSettings, MqttSink
 from monitor.sinks.spool import Spool

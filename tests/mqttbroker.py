@@ -305,7 +305,8 @@ class Subscriber:
 SINK_PROCESS = """
 import asyncio, sys
 from pathlib import Path
-from monitor.sinks.mqtt import BrokerSettings, MqttSink
+from monitor.sinks.mqtt import MqttSink
+from monitor.util.mqtt_connection import BrokerSettings
 from monitor.sinks.spool import Spool
 
 async def main():

@@ -65,12 +65,33 @@ class Action(Protocol):
         """The agent stops (a process action stops its encoder)."""
 
 
+class Delays(Protocol):
+    """The waits between an encoder's restarts (the command line gives the daemon's backoff,
+    ``monitor.util.backoff.Backoff``)."""
+
+    def next_s(self) -> float:
+        """One more failure: the wait before the next try."""
+        ...
+
+    def reset(self) -> None:
+        """It ran long enough: the next failure waits the shortest again."""
+
+
+MakeDelays = Callable[[float], Delays]
+"""The waits between restarts, given the longest (``restart_backoff_max_s``)."""
+
+
 def make_action(
-    settings: ActionSettings, channel: str, log: Log, on_change: Callable[[], None]
+    settings: ActionSettings,
+    channel: str,
+    log: Log,
+    on_change: Callable[[], None],
+    delays: MakeDelays,
 ) -> Action:
     """The action the settings describe; ``on_change`` is called when ``running`` changes."""
     if isinstance(settings, ProcessSettings):
-        return ProcessAction(settings, channel, log, on_change)
+        restarts = delays(settings.restart_backoff_max_s)
+        return ProcessAction(settings, channel, log, on_change, restarts=restarts)
     if isinstance(settings, HttpSettings):
         return HttpAction(settings, channel)
     return ScriptAction(settings, channel)
@@ -165,13 +186,13 @@ class ProcessAction:
         log: Log,
         on_change: Callable[[], None] = lambda: None,
         *,
-        backoff_first_s: float = 1.0,
+        restarts: Delays,
     ) -> None:
         self._settings = settings
         self._channel = channel
         self._log = log
         self._on_change = on_change
-        self._backoff_first_s = backoff_first_s
+        self._restarts = restarts
         self._current: tuple[str, str] | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._tail: _Tail | None = None
@@ -281,7 +302,6 @@ class ProcessAction:
 
     async def _supervise(self) -> None:
         """Restart an encoder that died on its own, on the same input, with capped backoff."""
-        failures = 0
         while True:
             process = self._process
             if process is not None:
@@ -292,14 +312,11 @@ class ProcessAction:
                 self._process = None
                 self._set_running(False)
                 if time.monotonic() - started >= STABLE_S:
-                    failures = 0
+                    self._restarts.reset()
                 reason = _exited("encoder", status, tail)
             else:
                 reason = self._last_error or "encoder not running"
-            delay_s = min(
-                self._settings.restart_backoff_max_s, self._backoff_first_s * 2 ** min(failures, 16)
-            )
-            failures += 1
+            delay_s = self._restarts.next_s()
             name = self._current[0] if self._current else None
             self._log.warning(
                 "encoder down", channel=self._channel, input=name, reason=reason, retry_in_s=delay_s

@@ -39,14 +39,12 @@ How commands are handled (the protocol leaves these to the agent):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import random
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,9 +52,8 @@ from typing import Any, Literal, Protocol
 
 import aiomqtt
 
-from failover.agent.actions import Action, ActionError, Log, make_action
+from failover.agent.actions import Action, ActionError, Log, MakeDelays, make_action
 from failover.agent.settings import AgentChannel, AgentSettings
-from failover.aio import until_first
 from failover.protocol import (
     VERSION,
     Ack,
@@ -104,8 +101,27 @@ class Notify(Protocol):
     def stopping(self, status: str | None = None) -> None: ...
 
 
-Connect = Callable[[aiomqtt.Will], aiomqtt.Client]
-"""Makes a (not yet connected) client with the given Last Will."""
+class Link(Protocol):
+    """The agent's connection to its broker, kept up with backoff by its owner (the command
+    line gives ``monitor.util.mqtt_connection.MqttConnection``)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def subscribe(self, topic_filter: str, handler: Callable[[aiomqtt.Message], None]) -> None:
+        """Hand every matching message to ``handler``, after every reconnect too."""
+
+    async def run(
+        self,
+        session: Callable[[aiomqtt.Client], Awaitable[None]],
+        closing: asyncio.Event,
+        *,
+        will: Callable[[], aiomqtt.Will | None],
+        on_up: Callable[[], None],
+        on_down: Callable[[str, float], None],
+    ) -> None:
+        """Connect, run ``session`` per connection, reconnect until it returns or a try fails
+        while ``closing`` is set."""
 
 
 @dataclass
@@ -129,23 +145,21 @@ class Agent:
     def __init__(
         self,
         settings: AgentSettings,
-        connect: Connect,
+        link: Link,
         log: Log,
         *,
+        delays: MakeDelays,
         notify: Notify | None = None,
         host: str | None = None,
         actions: Mapping[str, Action] | None = None,
-        backoff_first_s: float = 0.5,
-        backoff_max_s: float = 30.0,
     ) -> None:
-        """``actions`` replaces the configured action of the channels it names (tests)."""
+        """``delays`` makes the waits between an encoder's restarts; ``actions`` replaces the
+        configured action of the channels it names (tests)."""
         self.settings = settings
-        self._connect = connect
+        self._link = link
         self._log = log
         self._notify = notify
         self._host = host or socket.gethostname()
-        self._backoff_first_s = backoff_first_s
-        self._backoff_max_s = backoff_max_s
         self._status_topic = agent_status_topic(settings.prefix, settings.agent_id)
         self._started = utc_now()
         self._online = True
@@ -159,7 +173,7 @@ class Agent:
                     self._publish_state(self._channels[name])
 
             action = (actions or {}).get(spec.name) or make_action(
-                spec.action, spec.name, log, changed
+                spec.action, spec.name, log, changed, delays
             )
             memory = remembered.get(spec.name, {})
             active = memory.get("active_input")
@@ -183,7 +197,12 @@ class Agent:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._closing = asyncio.Event()
-        self.connected = False
+        for topic in self._by_topic:
+            link.subscribe(topic, self._on_message)
+
+    @property
+    def connected(self) -> bool:
+        return self._link.connected
 
     # --- Lifecycle --------------------------------------------------------------------------
 
@@ -200,7 +219,16 @@ class Agent:
             *(c.action.start(c.active_input, c.settings.inputs[c.active_input]) for c in channels)
         )
         tasks = [asyncio.create_task(self._work(c), name=f"switch-{c.name}") for c in channels]
-        connection = asyncio.create_task(self._reconnect_forever(), name="mqtt")
+        connection = asyncio.create_task(
+            self._link.run(
+                self._send,
+                self._closing,
+                will=self._will,
+                on_up=self._connected_now,
+                on_down=self._disconnected,
+            ),
+            name="mqtt",
+        )
         if self._notify is not None:
             tasks.append(asyncio.create_task(self._watchdog(self._notify), name="watchdog"))
             # Ready once the encoders run, broker or not: a broker down at boot must not make
@@ -424,54 +452,29 @@ class Agent:
 
     # --- The connection ---------------------------------------------------------------------
 
-    async def _reconnect_forever(self) -> None:
-        failures = 0
-        while True:
-            connected_s = time.monotonic()
-            try:
-                await self._session()
-                return  # closed cleanly
-            except Exception as error:  # noqa: BLE001 - any failure: log, back off, retry
-                reason = " ".join((str(error) or type(error).__name__).split())
-            finally:
-                self.connected = False
-            if self._closing.is_set():
-                return
-            if time.monotonic() - connected_s >= self._backoff_max_s:
-                failures = 0  # it was up a good while: a new outage, retry quickly
-            ceiling_s = min(self._backoff_max_s, self._backoff_first_s * 2 ** min(failures, 16))
-            delay_s = random.uniform(ceiling_s / 2, ceiling_s)
-            failures += 1
-            self._log.warning("mqtt disconnected", reason=reason, retry_in_s=round(delay_s, 2))
-            if self._notify is not None:
-                self._notify.status(self._summary())
-            with contextlib.suppress(TimeoutError):  # a stop cuts the wait short: one last try
-                await asyncio.wait_for(self._closing.wait(), delay_s)
-
-    async def _session(self) -> None:
-        will = aiomqtt.Will(
-            self._status_topic,
-            agent_status(
-                "offline",
-                self.settings.agent_id,
-                self._host,
-                channels=list(self._channels),
-                since=self._started,
-                reason="connection lost",
-            ),
-            qos=1,
-            retain=True,
+    def _will(self) -> aiomqtt.Will:
+        status = agent_status(
+            "offline",
+            self.settings.agent_id,
+            self._host,
+            channels=list(self._channels),
+            since=self._started,
+            reason="connection lost",
         )
-        async with self._connect(will) as client:
-            self.connected = True
-            for topic in list(self._retained):  # the broker may have lost them: all again
-                self._due.setdefault(topic, None)
-            for topic in self._by_topic:
-                await client.subscribe(topic, qos=1)
-            self._log.info("mqtt connected", channels=len(self._channels))
-            if self._notify is not None:
-                self._notify.status(self._summary())
-            await until_first(self._send(client), self._receive(client))
+        return aiomqtt.Will(self._status_topic, status, qos=1, retain=True)
+
+    def _connected_now(self) -> None:
+        for topic in list(self._retained):  # the broker may have lost them: all again
+            self._due.setdefault(topic, None)
+        self._wake.set()
+        self._log.info("mqtt connected", channels=len(self._channels))
+        if self._notify is not None:
+            self._notify.status(self._summary())
+
+    def _disconnected(self, reason: str, retry_in_s: float) -> None:
+        self._log.warning("mqtt disconnected", reason=reason, retry_in_s=round(retry_in_s, 2))
+        if self._notify is not None:
+            self._notify.status(self._summary())
 
     async def _send(self, client: aiomqtt.Client) -> None:
         """Publish retained values first (a state before the ack that reports it), then acks."""
@@ -494,15 +497,6 @@ class Agent:
                 return
             if not self._acks:
                 await self._wake.wait()
-
-    async def _receive(self, client: aiomqtt.Client) -> None:
-        try:
-            async for message in client.messages:
-                self._on_message(message)
-        except aiomqtt.MqttError as error:
-            why = f": {error.__cause__}" if error.__cause__ else ""
-            raise aiomqtt.MqttError(f"connection lost{why}") from None
-        raise aiomqtt.MqttError("connection lost")
 
     # --- Remembering the input on air -------------------------------------------------------
 

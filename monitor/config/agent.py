@@ -28,7 +28,7 @@ from monitor.config.load import broker_section, load_document
 from monitor.config.model import MqttConfig
 from monitor.config.schema import Name, Section, Version, validated
 from monitor.config.yaml_lines import KeyPath, YamlDocument
-from monitor.sinks.mqtt import BrokerSettings
+from monitor.util.mqtt_connection import BrokerSettings
 
 STATE_FILE = "agent-state.json"
 

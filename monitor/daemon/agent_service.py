@@ -5,42 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Any
-
-import aiomqtt
 
 from failover.agent.agent import Agent
 from monitor.config.agent import AgentConfig
 from monitor.daemon.sdnotify import Notifier
 from monitor.logs import get_logger
-from monitor.sinks.mqtt import BrokerSettings
+from monitor.util.backoff import Backoff
+from monitor.util.mqtt_connection import BrokerSettings, MqttConnection
 
 
-def client_factory(broker: BrokerSettings) -> Any:
-    """``failover.agent.agent.Connect`` for the broker: a client per connection, with its will."""
-
-    def connect(will: aiomqtt.Will) -> aiomqtt.Client:
-        return aiomqtt.Client(
-            broker.host,
-            broker.port,
-            identifier=broker.client_id,
-            username=broker.username,
-            password=broker.password,
-            tls_context=broker.tls,
-            will=will,
-            clean_session=True,  # no commands kept for an absent agent: see failover.agent.agent
-            keepalive=max(1, round(broker.keepalive_s)),
-            timeout=10.0,
-        )
-
-    return connect
+def restart_delays(max_s: float) -> Backoff:
+    """The waits between an encoder's restarts: 1 s doubling to ``max_s``, exact (one encoder,
+    no crowd to spread)."""
+    return Backoff(min(1.0, max_s), max_s, spread=(1.0, 1.0))
 
 
 async def run_agent(config: AgentConfig, broker: BrokerSettings) -> int:
     """Run the agent until SIGTERM / SIGINT; tell systemd (Type=notify, WatchdogSec=)."""
     log = get_logger()
     notifier = Notifier.from_env()
-    agent = Agent(config.settings, client_factory(broker), log, notify=notifier)
+    link = MqttConnection(broker, log=log.error)
+    agent = Agent(config.settings, link, log, delays=restart_delays, notify=notifier)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop)

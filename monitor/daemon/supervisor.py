@@ -21,7 +21,6 @@ import contextlib
 import json
 import multiprocessing
 import os
-import random
 import signal
 import socket
 import time
@@ -43,9 +42,11 @@ from monitor.logs import get_logger, log_record
 from monitor.pipeline.live_session import live_kind
 from monitor.sinks.broker import embedded_broker
 from monitor.sinks.metrics import Metrics, MetricsServer
-from monitor.sinks.mqtt import BrokerSettings, MqttSink
+from monitor.sinks.mqtt import MqttSink
 from monitor.sinks.mqtt_api import Topics, channel_status, daemon_status, input_state, to_json
 from monitor.sinks.spool import Spool
+from monitor.util.backoff import Backoff
+from monitor.util.mqtt_connection import BrokerSettings
 
 HEALTH_EVERY_S = 0.5
 WORKER_SILENT_S = 10.0
@@ -108,7 +109,9 @@ class Worker:
     last_heartbeat_s: float = 0.0
     started_s: float = 0.0
     restarts: int = 0
-    backoff_s: float = WORKER_BACKOFF_FIRST_S
+    backoff: Backoff = field(
+        default_factory=lambda: Backoff(WORKER_BACKOFF_FIRST_S, WORKER_BACKOFF_MAX_S)
+    )
     restart_at_s: float | None = None
 
     @property
@@ -416,8 +419,8 @@ class Supervisor:
         assert self._loop is not None
         now = time.monotonic()
         if now - worker.started_s > WORKER_STABLE_S:
-            worker.backoff_s = WORKER_BACKOFF_FIRST_S
-        delay = worker.backoff_s * random.uniform(0.8, 1.2)
+            worker.backoff.reset()
+        delay = worker.backoff.next_s()
         names = sorted(f"{c}/{i}" for (c, i), u in self.units.items() if u.worker == worker.index)
         self.log.error(
             "worker failed: restarting it",
@@ -435,7 +438,6 @@ class Supervisor:
                 worker.process.kill()
                 worker.process.join(timeout=1.0)
         worker.restart_at_s = now + delay
-        worker.backoff_s = min(worker.backoff_s * 2, WORKER_BACKOFF_MAX_S)
         worker.restarts += 1
         self._worker_restarts += 1
 

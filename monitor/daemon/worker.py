@@ -35,6 +35,7 @@ from monitor.config import ChannelConfig, ThumbnailConfig
 from monitor.decode.thumbnails import outline
 from monitor.errors import StreamqcError
 from monitor.pipeline.live_session import LiveSession, warm_up
+from monitor.util.backoff import Backoff
 
 UnitKey = tuple[str, str]  # (channel, input)
 
@@ -148,7 +149,7 @@ class Unit(threading.Thread):
     def run(self) -> None:
         spec = self.spec
         source = spec.channel.inputs[spec.input]
-        backoff_s = SESSION_BACKOFF_FIRST_S
+        backoff = Backoff(SESSION_BACKOFF_FIRST_S, SESSION_BACKOFF_MAX_S, spread=(1.0, 1.0))
         while not self.stop.is_set():
             self.tick()
             try:
@@ -171,17 +172,16 @@ class Unit(threading.Thread):
                 self.session = session
                 self._session_started_s = time.monotonic()
                 session.run()
-                backoff_s = SESSION_BACKOFF_FIRST_S
+                backoff.reset()
             except StreamqcError as exc:
-                self.outbox.log("error", f"{exc}; retrying in {backoff_s:.0f} s")
+                self.outbox.log("error", f"{exc}; retrying in {backoff.ceiling_s:.0f} s")
                 self._failed(str(exc))
             except Exception as exc:  # a bug in one input must not end the others
                 error = f"internal error: {type(exc).__name__}: {exc}"
-                self.outbox.log("error", f"{error}; restarting in {backoff_s:.0f} s")
+                self.outbox.log("error", f"{error}; restarting in {backoff.ceiling_s:.0f} s")
                 self._failed(error)
-            if self.stop.wait(backoff_s):
+            if self.stop.wait(backoff.next_s()):
                 break
-            backoff_s = min(backoff_s * 2, SESSION_BACKOFF_MAX_S)
         self.outbox.put(("stopped", spec.key))
 
     def _session_s(self) -> float:

@@ -36,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 from monitor.errors import InputError
 from monitor.ingest.pipe import BytePipe
 from monitor.ingest.reports import Report, TransportCondition
+from monitor.util.backoff import Backoff
 
 LIBSRT = "libsrt.so.1.5"
 
@@ -569,7 +570,7 @@ class SrtReader:
 
     def _run(self) -> None:
         listener, eid = self._listener
-        backoff_s = BACKOFF_S[0]
+        backoff = Backoff(*BACKOFF_S, spread=(1.0, 1.0))
         try:
             while not self._stop.is_set():
                 try:
@@ -581,12 +582,11 @@ class SrtReader:
                     if not self.reconnect:
                         break
                     self._state = "waiting"
-                    self._stop.wait(backoff_s)
-                    backoff_s = min(2 * backoff_s, BACKOFF_S[1])
+                    self._stop.wait(backoff.next_s())
                     continue
                 if sock < 0:  # stopped while connecting
                     break
-                backoff_s = BACKOFF_S[0]
+                backoff.reset()
                 try:
                     self._receive(sock)
                 finally:

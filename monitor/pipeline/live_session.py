@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import random
 import re
 import threading
 import time
@@ -55,6 +54,7 @@ from monitor.ingest.srt import SrtOptions, SrtReader
 from monitor.ingest.tr101290 import Tr101290Analyzer, Tr101290Settings
 from monitor.ingest.udp import UdpOptions, UdpReader
 from monitor.pipeline.channel import ChannelPipeline
+from monitor.util.backoff import Backoff
 
 TICK_S = 0.1
 BACKOFF_FIRST_S = 0.5
@@ -343,7 +343,7 @@ class Rendition:
         self.media_end_s = 0.0  # session time the decoded media reached
         self.progress_s = 0.0  # monotonic time media time last advanced
         self.reopen_at_s: float | None = 0.0  # when to (re)open; None while running
-        self.backoff_s = BACKOFF_FIRST_S
+        self.backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S)
         self.streams: list[StreamInfo] = []
         self.first_media_s: float | None = None  # session time of the first decoded media
         self.thumbnails: Thumbnailer | None = None
@@ -406,7 +406,7 @@ class LiveSession:
         self._run_start_s = 0.0  # session time this session began (later than 0 after a restart)
         self._ingest_started = False
         self._ingest_retry_s = 0.0
-        self._ingest_backoff_s = BACKOFF_FIRST_S
+        self._ingest_backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S)
         self._next_stats_s = 0.0
         self._transport: dict[tuple[str, str | None], AlarmTracker] = {}
         self._transport_seen: dict[tuple[str, str | None], tuple[float, bool]] = {}
@@ -562,9 +562,8 @@ class LiveSession:
         except InputError as exc:
             if not self.persistent:
                 raise
-            wait_s = self._ingest_backoff_s * random.uniform(0.8, 1.2)
+            wait_s = self._ingest_backoff.next_s()
             self._ingest_retry_s = time.monotonic() + wait_s
-            self._ingest_backoff_s = min(self._ingest_backoff_s * 2, BACKOFF_MAX_S)
             self.notice(f"{exc}; retrying in {wait_s:.1f} s")
 
     def _running(self) -> bool:
@@ -603,7 +602,7 @@ class LiveSession:
             if pipeline.media_end_s > r.media_end_s:
                 r.media_end_s = pipeline.media_end_s
                 r.progress_s = now
-                r.backoff_s = BACKOFF_FIRST_S  # flowing again: the next failure starts small
+                r.backoff.reset()  # flowing again: the next failure starts small
             if type(item) is Picture:
                 self.summary.pictures += 1
                 self._count_picture(r, item, now - decoded_s)
@@ -621,9 +620,7 @@ class LiveSession:
             r.alive = False
             if r.pipe is not None:
                 r.pipe.close()
-            jitter = random.uniform(0.8, 1.2)
-            r.reopen_at_s = time.monotonic() + r.backoff_s * jitter
-            r.backoff_s = min(r.backoff_s * 2, BACKOFF_MAX_S)
+            r.reopen_at_s = time.monotonic() + r.backoff.next_s()
             if payload != "stopped":
                 wait_s = r.reopen_at_s - time.monotonic()
                 self.notice(f"{self.ingest.name}: {payload}; reopening in {wait_s:.1f} s")

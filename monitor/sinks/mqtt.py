@@ -3,115 +3,23 @@
 One drainer task owns the connection and publishes in order: on every (re)connect the retained
 values it holds, then the spooled events oldest first, each removed from the spool only once
 the broker acknowledged it (PUBACK), then transient messages (QoS 0, dropped while offline).
-A lost connection is logged in one line and retried forever with capped, jittered backoff;
-``close()`` sends a clean DISCONNECT so the broker does not publish the LWT.
+The connection (``monitor.util.mqtt_connection``) is retried forever with capped, jittered
+backoff and each loss logged in one line; ``close()`` sends a clean DISCONNECT so the broker
+does not publish the LWT.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import random
 import sqlite3
-import ssl
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import aiomqtt
 
-from failover.aio import until_first
-from monitor.config import MqttConfig, TlsConfig, broker_address
-from monitor.errors import ConfigError
 from monitor.sinks.spool import Spool
-
-PASSWORD_ENV = "STREAMQC_MQTT_PASSWORD"
-
-
-@dataclass(frozen=True)
-class BrokerSettings:
-    """Where and how to connect, resolved from ``MqttConfig``; the password is never shown."""
-
-    host: str
-    port: int
-    tls: ssl.SSLContext | None
-    username: str | None
-    password: str | None = field(repr=False)
-    client_id: str
-    keepalive_s: float
-
-    @classmethod
-    def from_config(
-        cls,
-        mqtt: MqttConfig,
-        default_client_id: str,
-        embedded: tuple[str, int] | None = None,
-    ) -> BrokerSettings:
-        """Read the password and TLS files now, so a bad path is a ConfigError at start-up.
-
-        With ``embedded=(host, port)`` connect to the embedded broker there (no TLS, no login).
-        """
-        client_id = mqtt.client_id or default_client_id
-        if embedded is not None:
-            host, port = embedded
-            return cls(host, port, None, None, None, client_id, mqtt.keepalive_s)
-        if mqtt.url is None:
-            raise ConfigError("mqtt.url: not set, and no embedded broker to connect to")
-        host, port, tls = broker_address(mqtt.url)
-        context = _tls_context(mqtt.tls or TlsConfig()) if tls or mqtt.tls else None
-        password = _password(mqtt)
-        return cls(host, port, context, mqtt.username, password, client_id, mqtt.keepalive_s)
-
-
-def _password(mqtt: MqttConfig) -> str | None:
-    if mqtt.password_file is None:
-        return os.environ.get(PASSWORD_ENV)
-    if mqtt.username is None:
-        raise ConfigError("mqtt.password_file: set without mqtt.username")
-    try:
-        text = Path(mqtt.password_file).read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(
-            f"mqtt.password_file: cannot read {mqtt.password_file}: {error.strerror}"
-        ) from None
-    except UnicodeDecodeError:  # its message would quote the bytes: say nothing of them
-        raise ConfigError(f"mqtt.password_file: {mqtt.password_file} is not UTF-8 text") from None
-    return text.rstrip("\r\n")
-
-
-def _tls_context(tls: TlsConfig) -> ssl.SSLContext:
-    """Verify the broker against ``ca`` (else the system's CAs); present ``cert`` if given."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the certificate and host name
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if tls.ca is None:
-        context.load_default_certs()
-    else:
-        ca = tls.ca
-        _load("mqtt.tls.ca", ca, lambda: context.load_verify_locations(cafile=ca))
-    if tls.key is not None and tls.cert is None:
-        raise ConfigError("mqtt.tls.key: set without mqtt.tls.cert")
-    if tls.cert is not None:
-        cert, key = tls.cert, tls.key
-        if key is not None:
-            _load("mqtt.tls.key", key, lambda: None)
-        _load("mqtt.tls.cert", cert, lambda: context.load_cert_chain(cert, key))
-    return context
-
-
-def _load(key: str, path: str, load: Callable[[], None]) -> None:
-    """Run ``load`` on the file ``path`` given by config ``key``: any problem is one line."""
-    if not Path(path).is_file():
-        raise ConfigError(f"{key}: no such file: {path}")
-    try:
-        load()
-    except ssl.SSLError as error:
-        raise ConfigError(f"{key}: cannot use {path}: {error.reason or error}") from None
-    except OSError as error:
-        raise ConfigError(f"{key}: cannot read {path}: {error.strerror}") from None
-
+from monitor.util.backoff import Backoff
+from monitor.util.mqtt_connection import BrokerSettings, MqttConnection
 
 _MISSING = object()
 
@@ -133,38 +41,39 @@ class MqttSink:
         in_flight: int = 32,
         transient_max: int = 16,
     ) -> None:
-        self._settings = settings
         self._spool = spool
         self._will = aiomqtt.Will(will_topic, will_payload, qos=1, retain=True)
         self._log = log
-        self._backoff_first_s = backoff_first_s
-        self._backoff_max_s = backoff_max_s
+        self._connection = MqttConnection(
+            settings,
+            log=log,
+            backoff=Backoff(backoff_first_s, backoff_max_s, spread=(0.5, 1.0)),
+            timeout_s=timeout_s,
+            in_flight=in_flight,
+        )
         self._timeout_s = timeout_s
-        """Bound of every network wait: CONNACK, PUBACK, DISCONNECT."""
         self._in_flight = in_flight
         """Events published before waiting for the first PUBACK (ordered on one connection)."""
         self._retained: dict[str, bytes | None] = {}
         self._retained_due: set[str] = set()
         self._transient: deque[tuple[str, bytes, bool]] = deque(maxlen=transient_max)
         self._immediate: deque[tuple[str, bytes, bool]] = deque(maxlen=256)
-        self._subscriptions: dict[str, Callable[[str, bytes], None]] = {}
-        self._subscribe_due: set[str] = set()
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
-        self._connected = False
-        self._ever_connected = False
         self._runner: asyncio.Task[None] | None = None
-        self._connected_since_s: float | None = None
         self.delivered = 0
         """Spooled events acknowledged by the broker."""
-        self.reconnects = 0
-        """Connections made after the first one (i.e. recoveries from a lost connection)."""
         self.transient_dropped = 0
         """Transient messages dropped because no broker was connected."""
 
     @property
     def connected(self) -> bool:
-        return self._connected
+        return self._connection.connected
+
+    @property
+    def reconnects(self) -> int:
+        """Connections made after the first one (i.e. recoveries from a lost connection)."""
+        return self._connection.reconnects
 
     @property
     def queued(self) -> int:
@@ -178,7 +87,7 @@ class MqttSink:
 
     @property
     def _broker(self) -> str:
-        return f"{self._settings.host}:{self._settings.port}"
+        return self._connection.broker
 
     # --- What the daemon calls ----------------------------------------------------------------
 
@@ -202,7 +111,7 @@ class MqttSink:
 
     def publish_transient(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """QoS 0, best effort (e.g. thumbnails): dropped when not connected, never blocks."""
-        if not self._connected or self._closing.is_set():
+        if not self.connected or self._closing.is_set():
             self.transient_dropped += 1
             return
         self._transient.append((topic, payload, retain))  # full: the oldest goes
@@ -211,7 +120,7 @@ class MqttSink:
     def publish_now(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """QoS 1 but not queued on disk: for what is stale once the broker is back (a switch
         command has its own ack timeout and escalation). Dropped when not connected."""
-        if not self._connected or self._closing.is_set():
+        if not self.connected or self._closing.is_set():
             self.transient_dropped += 1
             return
         self._immediate.append((topic, payload, retain))
@@ -220,19 +129,29 @@ class MqttSink:
     def subscribe(self, topic_filter: str, handler: Callable[[str, bytes], None]) -> None:
         """Call ``handler(topic, payload)`` for every message matching ``topic_filter`` (QoS 1),
         from now on and after every reconnect."""
-        self._subscriptions[topic_filter] = handler
-        self._subscribe_due.add(topic_filter)
-        self._wake.set()
+
+        def deliver(message: aiomqtt.Message) -> None:
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            handler(message.topic.value, payload)
+
+        self._connection.subscribe(topic_filter, deliver)
 
     def unsubscribe(self, topic_filter: str) -> None:
-        self._subscriptions.pop(topic_filter, None)
-        self._subscribe_due.discard(topic_filter)
+        self._connection.unsubscribe(topic_filter)
 
     async def run(self) -> None:
         """Connect and publish until ``close()``; only CancelledError gets out."""
         if self._runner is not None:
             raise RuntimeError("MqttSink.run() is already running")
-        self._runner = asyncio.create_task(self._reconnect_forever())
+        self._runner = asyncio.create_task(
+            self._connection.run(
+                self._drain,
+                self._closing,
+                will=lambda: self._will,
+                on_up=self._connected_now,
+                on_down=self._disconnected,
+            )
+        )
         try:
             await self._runner
         except asyncio.CancelledError:
@@ -261,76 +180,27 @@ class MqttSink:
             runner.cancel()
             await asyncio.wait({runner}, timeout=self._timeout_s)
 
-    # --- The connection loop ------------------------------------------------------------------
+    # --- The connection --------------------------------------------------------------------
 
-    async def _reconnect_forever(self) -> None:
-        failures = 0
-        while True:
-            try:
-                await self._session()
-                return  # closed
-            except Exception as error:  # noqa: BLE001 - any failure means: log, back off, retry
-                reason = _reason(error)
-            since_s = self._connected_since_s
-            if since_s is not None and time.monotonic() - since_s >= self._backoff_max_s:
-                failures = 0  # it was up a good while: this is a new outage, retry quickly
-            ceiling_s = min(self._backoff_max_s, self._backoff_first_s * 2 ** min(failures, 30))
-            delay_s = random.uniform(ceiling_s / 2, ceiling_s)  # jitter: no reconnect storms
-            failures += 1
-            self._log(
-                "mqtt disconnected",
-                broker=self._broker,
-                reason=reason,
-                retry_in_s=round(delay_s, 2),
-                queued=self.queued,
-            )
-            if self._closing.is_set():
-                await asyncio.sleep(delay_s)  # close() cancels this when its time is up
-            else:
-                with contextlib.suppress(TimeoutError):  # close() cuts it short: one last try
-                    await asyncio.wait_for(self._closing.wait(), delay_s)
+    def _connected_now(self) -> None:
+        self._retained_due.update(self._retained)
+        self._log("mqtt connected", broker=self._broker, queued=self.queued)
 
-    async def _session(self) -> None:
-        """One connection: publish until closed (returns) or the connection fails (raises)."""
-        self._connected_since_s = None
-        settings = self._settings
-        client = aiomqtt.Client(
-            settings.host,
-            settings.port,
-            identifier=settings.client_id,
-            username=settings.username,
-            password=settings.password,
-            tls_context=settings.tls,
-            will=self._will,
-            clean_session=True,
-            keepalive=max(1, round(settings.keepalive_s)),
-            timeout=self._timeout_s,
-            max_inflight_messages=self._in_flight,
+    def _disconnected(self, reason: str, retry_in_s: float) -> None:
+        self._transient.clear()
+        self._immediate.clear()
+        self._log(
+            "mqtt disconnected",
+            broker=self._broker,
+            reason=reason,
+            retry_in_s=round(retry_in_s, 2),
+            queued=self.queued,
         )
-        client.pending_calls_threshold = self._in_flight + 1  # our own bound; no warning below
-        async with client:
-            self._connected = True
-            self._connected_since_s = time.monotonic()
-            if self._ever_connected:
-                self.reconnects += 1
-            self._ever_connected = True
-            self._retained_due.update(self._retained)
-            self._subscribe_due.update(self._subscriptions)
-            self._log("mqtt connected", broker=self._broker, queued=self.queued)
-            try:
-                await until_first(self._drain(client), self._receive(client))
-            finally:
-                self._connected = False
-                self._transient.clear()
-                self._immediate.clear()
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         """Publish whatever is due, then sleep until there is more; return once closed."""
         while True:
             self._wake.clear()
-            for topic_filter in sorted(self._subscribe_due):
-                self._subscribe_due.discard(topic_filter)
-                await client.subscribe(topic_filter, qos=1)
             while self._immediate:
                 topic, payload, retain = self._immediate.popleft()
                 await client.publish(topic, payload, qos=1, retain=retain)
@@ -342,7 +212,7 @@ class MqttSink:
             while self._transient:
                 topic, payload, retain = self._transient.popleft()
                 await client.publish(topic, payload, qos=0, retain=retain)
-            if not self._retained_due and not self._subscribe_due and not self._immediate:
+            if not self._retained_due and not self._immediate:
                 await self._wake.wait()
 
     async def _publish_spooled(self, client: aiomqtt.Client) -> bool:
@@ -394,31 +264,3 @@ class MqttSink:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _receive(self, client: aiomqtt.Client) -> None:
-        """Hand subscribed messages to their handlers; raise MqttError when the connection is
-        lost (aiomqtt's publish would only notice at its timeout)."""
-        try:
-            async for message in client.messages:
-                payload = message.payload if isinstance(message.payload, bytes) else b""
-                for topic_filter, handler in list(self._subscriptions.items()):
-                    if message.topic.matches(topic_filter):
-                        try:
-                            handler(message.topic.value, payload)
-                        except Exception as error:  # noqa: BLE001 - a handler bug is logged
-                            self._log(
-                                "mqtt handler failed",
-                                topic=message.topic.value,
-                                reason=f"{type(error).__name__}: {error}",
-                            )
-        except aiomqtt.MqttError as error:  # aiomqtt says "Disconnected during message iteration"
-            why = f": {error.__cause__}" if error.__cause__ else ""
-            raise aiomqtt.MqttError(f"connection lost{why}") from None
-
-
-def _reason(error: BaseException) -> str:
-    """One line saying why the connection failed, e.g. '[code:134] Bad user name or password'."""
-    message = str(error) or type(error).__name__
-    if not isinstance(error, aiomqtt.MqttError | OSError):
-        message = f"{type(error).__name__}: {message}"
-    return " ".join(message.split())

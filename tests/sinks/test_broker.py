@@ -10,8 +10,9 @@ import pytest
 
 from monitor.sinks import broker as broker_module
 from monitor.sinks.broker import BrokerError, embedded_broker
-from monitor.sinks.mqtt import BrokerSettings, MqttSink
+from monitor.sinks.mqtt import MqttSink
 from monitor.sinks.spool import Spool
+from monitor.util.mqtt_connection import BrokerSettings
 from tests.mqttbroker import Subscriber, start_sink_process
 
 STATUS = "streamqc/demo/daemon/status"

@@ -11,8 +11,9 @@ import pytest
 
 from monitor.config import MqttConfig, TlsConfig
 from monitor.errors import ConfigError
-from monitor.sinks.mqtt import PASSWORD_ENV, BrokerSettings, MqttSink
+from monitor.sinks.mqtt import MqttSink
 from monitor.sinks.spool import Spool
+from monitor.util.mqtt_connection import PASSWORD_ENV, BrokerSettings
 from tests.mqttbroker import Mosquitto, Subscriber, make_tls_files, start_sink_process
 
 STATUS = "streamqc/test/daemon/status"

@@ -1,4 +1,4 @@
-"""Small asyncio pieces shared by the agent and the daemon's MQTT sink."""
+"""Small asyncio pieces."""
 
 from __future__ import annotations
 

@@ -32,11 +32,24 @@ from pathlib import Path
 from typing import Any
 
 from monitor.alarms.engine import AlarmEvent, utc_now
-from monitor.alarms.input_stats import InputStats
 from monitor.config import ChannelConfig, Config, ThumbnailConfig, host_port, load_config
 from monitor.daemon.failover_link import FAILOVER_INPUT, FailoverLink
+from monitor.daemon.messages import (
+    ExitWorker,
+    FromWorker,
+    Heartbeat,
+    StartUnit,
+    StopUnit,
+    UnitEvent,
+    UnitKey,
+    UnitSpec,
+    UnitStats,
+    UnitStopped,
+    UnitThumbnail,
+    WorkerLog,
+)
 from monitor.daemon.sdnotify import Notifier
-from monitor.daemon.worker import UnitKey, UnitSpec, worker_main
+from monitor.daemon.worker import worker_main
 from monitor.errors import ConfigError, StreamqcError
 from monitor.logs import get_logger, log_record
 from monitor.pipeline.live_session import live_kind
@@ -265,7 +278,7 @@ class Supervisor:
         self.units[unit.key] = unit
         worker = self.workers[unit.worker]
         if worker.conn is not None and worker.alive:
-            worker.conn.send(("start", unit.carried()))
+            worker.conn.send(StartUnit(unit.carried()))
             unit.running = True
         unit.next_spec = None
 
@@ -273,7 +286,7 @@ class Supervisor:
         unit.after_stop = then
         worker = self.workers[unit.worker]
         if worker.conn is not None and worker.alive and unit.running:
-            worker.conn.send(("stop", unit.key))
+            worker.conn.send(StopUnit(unit.key))
         else:
             self._stopped(unit)
 
@@ -445,7 +458,7 @@ class Supervisor:
         for worker in self.workers:
             if worker.conn is not None and worker.alive:
                 with contextlib.suppress(OSError):
-                    worker.conn.send(("exit",))
+                    worker.conn.send(ExitWorker())
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while any(w.alive for w in self.workers) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)  # their last events arrive meanwhile
@@ -475,37 +488,36 @@ class Supervisor:
                 assert self._loop is not None
                 self._loop.remove_reader(conn.fileno())
 
-    def _handle(self, worker: Worker, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "heartbeat":
-            worker.last_heartbeat_s = time.monotonic()
-            for key, age in message[1].items():
+    def _handle(self, worker: Worker, message: FromWorker) -> None:
+        match message:
+            case Heartbeat(ages_s):
+                worker.last_heartbeat_s = time.monotonic()
+                for key, age_s in ages_s.items():
+                    if key in self.units:
+                        self.units[key].tick_age_s = age_s
+            case WorkerLog(level, text, fields):
+                log_record({"level": level, "event": text, **fields, **self._unit_fields(worker)})
+            case UnitEvent(key, event, jpeg):
+                if (unit := self.units.get(key)) is not None:
+                    self._on_event(unit, AlarmEvent.from_dict(event), jpeg)
+            case UnitStats(key, stats):
                 if key in self.units:
-                    self.units[key].tick_age_s = age
-            return
-        if kind == "log":
-            _, level, text, fields = message
-            log_record({"level": level, "event": text, **fields, **self._unit_fields(worker)})
-            return
-        unit = self.units.get(message[1])
-        if unit is None:
-            return
-        if kind == "event":
-            self._on_event(unit, AlarmEvent.from_dict(message[2]), message[3])
-        elif kind == "stats":
-            stats: list[InputStats] = message[2]
-            for s in stats:
-                self.metrics.observe_input(s)
-        elif kind == "thumbnail":
-            rendition, jpeg = message[2], message[3]
-            if unit.thumbnail_rendition is None:
-                unit.thumbnail_rendition = rendition
-            on_air = unit.key[1] == self._on_air(unit.key[0])
-            if on_air and rendition == unit.thumbnail_rendition:
-                assert self.sink is not None
-                self.sink.publish_transient(self.topics.thumbnail(unit.key[0]), jpeg, retain=True)
-        elif kind == "stopped":
-            self._stopped(unit)
+                    for s in stats:
+                        self.metrics.observe_input(s)
+            case UnitThumbnail(key, rendition, jpeg):
+                if (unit := self.units.get(key)) is not None:
+                    self._on_thumbnail(unit, rendition, jpeg)
+            case UnitStopped(key):
+                if (unit := self.units.get(key)) is not None:
+                    self._stopped(unit)
+
+    def _on_thumbnail(self, unit: Unit, rendition: str | None, jpeg: bytes) -> None:
+        if unit.thumbnail_rendition is None:
+            unit.thumbnail_rendition = rendition
+        on_air = unit.key[1] == self._on_air(unit.key[0])
+        if on_air and rendition == unit.thumbnail_rendition:
+            assert self.sink is not None
+            self.sink.publish_transient(self.topics.thumbnail(unit.key[0]), jpeg, retain=True)
 
     def _unit_fields(self, worker: Worker) -> dict[str, Any]:
         return {"worker": worker.index}

@@ -4,13 +4,8 @@ Decoding and detection live here, one thread per channel input (PyAV and the Num
 release the GIL), so they use every core the supervisor starts workers for, and the busy
 Python of the control plane (MQTT, HTTP, log rendering) never sits next to a decode thread.
 
-The supervisor talks to a worker over one duplex pipe, in tuples:
-
-- to the worker: ``("start", UnitSpec)``, ``("stop", key)``, ``("exit",)``;
-- from the worker: ``("heartbeat", {key: seconds since its control loop last ticked})``,
-  ``("event", key, event dict, JPEG or None)``, ``("stats", key, [InputStats])``,
-  ``("thumbnail", key, rendition, JPEG)``, ``("log", level, message, fields)``,
-  ``("stopped", key)``.
+The supervisor talks to a worker over one duplex pipe, in the messages of
+``monitor.daemon.messages``.
 
 One sender thread owns the pipe's sending side: events wait for room (never dropped, always in
 order), stats and thumbnails are dropped when the supervisor falls behind.
@@ -25,62 +20,57 @@ import signal
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
 from monitor.alarms.engine import AlarmEvent, Inheritance, utc_now
 from monitor.alarms.input_stats import InputStats
-from monitor.config import ChannelConfig, ThumbnailConfig
+from monitor.daemon.messages import (
+    ExitWorker,
+    FromWorker,
+    Heartbeat,
+    StartUnit,
+    StopUnit,
+    ToWorker,
+    UnitEvent,
+    UnitKey,
+    UnitSpec,
+    UnitStats,
+    UnitStopped,
+    UnitThumbnail,
+    WorkerLog,
+)
 from monitor.decode.thumbnails import outline
 from monitor.errors import StreamqcError
 from monitor.pipeline.live_session import LiveSession, warm_up
 from monitor.util.backoff import Backoff
-
-UnitKey = tuple[str, str]  # (channel, input)
 
 HEARTBEAT_S = 0.5
 SESSION_BACKOFF_FIRST_S = 1.0
 SESSION_BACKOFF_MAX_S = 30.0
 
 
-@dataclass(frozen=True)
-class UnitSpec:
-    """One channel input to monitor, with what it carries over from an earlier run."""
-
-    channel: ChannelConfig
-    input: str
-    origin_wall_s: float
-    """time.time() of the unit's first start: its media timeline's zero."""
-    thumbnails: ThumbnailConfig
-    active: tuple[dict[str, Any], ...] = field(default=())
-    """Alarm events (raised, as dicts) active when the unit last stopped."""
-
-    @property
-    def key(self) -> UnitKey:
-        return (self.channel.name, self.input)
-
-
-class Outbox:
+class PipeSender:
     """The worker's side of the pipe, shared by every thread of the worker."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=2000)
+        self._queue: queue.Queue[FromWorker] = queue.Queue(maxsize=2000)
         self._thread = threading.Thread(target=self._send, name="outbox", daemon=True)
         self._thread.start()
 
-    def put(self, message: tuple[Any, ...]) -> None:
+    def put(self, message: FromWorker) -> None:
         """For what must arrive: waits for room."""
         self._queue.put(message)
 
-    def offer(self, message: tuple[Any, ...]) -> None:
+    def offer(self, message: FromWorker) -> None:
         """For what can be skipped (stats, thumbnails): dropped when the queue is full."""
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(message)
 
     def log(self, level: str, message: str, **fields: Any) -> None:
-        self.offer(("log", level, message, fields))
+        self.offer(WorkerLog(level, message, fields))
 
     def drain(self, timeout_s: float) -> None:
         """Wait until everything queued has been sent (at exit)."""
@@ -105,10 +95,10 @@ RECOVERED_AFTER_S = 10.0
 """A session that has run this long clears ``monitor_error``."""
 
 
-class Unit(threading.Thread):
+class UnitThread(threading.Thread):
     """Runs one channel input's live session until stopped, restarting it if it fails."""
 
-    def __init__(self, spec: UnitSpec, outbox: Outbox) -> None:
+    def __init__(self, spec: UnitSpec, outbox: PipeSender) -> None:
         super().__init__(name=f"unit {spec.channel.name}/{spec.input}", daemon=True)
         self.spec = spec
         self.outbox = outbox
@@ -125,12 +115,12 @@ class Unit(threading.Thread):
         self.last_tick_s = time.monotonic()
 
     def stats(self, stats: list[InputStats]) -> None:
-        self.outbox.offer(("stats", self.spec.key, stats))
+        self.outbox.offer(UnitStats(self.spec.key, stats))
         if self._failure is not None and self._session_s() > RECOVERED_AFTER_S:
             self._recovered()
 
     def thumbnail(self, rendition: str | None, jpeg: bytes) -> None:
-        self.outbox.offer(("thumbnail", self.spec.key, rendition, jpeg))
+        self.outbox.offer(UnitThumbnail(self.spec.key, rendition, jpeg))
 
     # ---
 
@@ -144,7 +134,7 @@ class Unit(threading.Thread):
                     jpeg = outline(jpeg, event.detail["roi"], self.spec.thumbnails.quality)
         else:
             self.active.pop(event.id, None)
-        self.outbox.put(("event", self.spec.key, event.to_dict(), jpeg))
+        self.outbox.put(UnitEvent(self.spec.key, event.to_dict(), jpeg))
 
     def run(self) -> None:
         spec = self.spec
@@ -182,7 +172,7 @@ class Unit(threading.Thread):
                 self._failed(error)
             if self.stop.wait(backoff.next_s()):
                 break
-        self.outbox.put(("stopped", spec.key))
+        self.outbox.put(UnitStopped(spec.key))
 
     def _session_s(self) -> float:
         return time.monotonic() - self._session_started_s
@@ -222,43 +212,42 @@ def worker_main(conn: Connection, index: int) -> None:
     """The worker process's entry point."""
     # Ctrl-C in a terminal reaches the whole process group: the supervisor decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    outbox = Outbox(conn)
+    outbox = PipeSender(conn)
     warm_up()
-    units: dict[UnitKey, Unit] = {}
+    units: dict[UnitKey, UnitThread] = {}
 
     def heartbeat() -> None:
         while True:
             now = time.monotonic()
             ages = {key: now - unit.last_tick_s for key, unit in list(units.items())}
-            outbox.offer(("heartbeat", ages))
+            outbox.offer(Heartbeat(ages))
             time.sleep(HEARTBEAT_S)
 
     threading.Thread(target=heartbeat, name="heartbeat", daemon=True).start()
     while True:
         try:
-            message = conn.recv()
+            message: ToWorker = conn.recv()
         except (EOFError, OSError):
             os._exit(0)  # the supervisor is gone
-        command = message[0]
-        if command == "start":
-            spec: UnitSpec = message[1]
-            old = units.get(spec.key)
-            if old is not None and old.is_alive():
-                outbox.log("error", f"{spec.key}: already running")
-                continue
-            unit = units[spec.key] = Unit(spec, outbox)
-            unit.start()
-        elif command == "stop":
-            unit = units.pop(message[1], None)
-            if unit is None:
-                outbox.put(("stopped", message[1]))
-            else:
-                unit.stop.set()  # the unit says "stopped" when its session has ended
-        elif command == "exit":
-            for unit in units.values():
-                unit.stop.set()
-            deadline = time.monotonic() + 3.0
-            for unit in units.values():
-                unit.join(timeout=max(deadline - time.monotonic(), 0.0))
-            outbox.drain(1.0)
-            os._exit(0)
+        match message:
+            case StartUnit(spec):
+                old = units.get(spec.key)
+                if old is not None and old.is_alive():
+                    outbox.log("error", f"{spec.key}: already running")
+                    continue
+                unit = units[spec.key] = UnitThread(spec, outbox)
+                unit.start()
+            case StopUnit(key):
+                stopping = units.pop(key, None)
+                if stopping is None:
+                    outbox.put(UnitStopped(key))
+                else:
+                    stopping.stop.set()  # the unit says UnitStopped when its session has ended
+            case ExitWorker():
+                for unit in units.values():
+                    unit.stop.set()
+                deadline = time.monotonic() + 3.0
+                for unit in units.values():
+                    unit.join(timeout=max(deadline - time.monotonic(), 0.0))
+                outbox.drain(1.0)
+                os._exit(0)

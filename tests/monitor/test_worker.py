@@ -11,23 +11,26 @@ import pytest
 
 import monitor.daemon.worker as worker
 from monitor.config import InputConfig, ThumbnailConfig, default_channel
-from monitor.daemon.worker import MONITOR_ERROR, Unit, UnitSpec
+from monitor.daemon.messages import FromWorker, UnitEvent, UnitSpec, WorkerLog
+from monitor.daemon.worker import MONITOR_ERROR, UnitThread
 
 
 class Outbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[Any, ...]] = []
+    """Keeps what a unit would send to the supervisor."""
 
-    def put(self, message: tuple[Any, ...]) -> None:
+    def __init__(self) -> None:
+        self.messages: list[FromWorker] = []
+
+    def put(self, message: FromWorker) -> None:
         self.messages.append(message)
 
     offer = put
 
     def log(self, level: str, message: str, **fields: Any) -> None:
-        self.put(("log", level, message, fields))
+        self.put(WorkerLog(level, message, fields))
 
     def events(self) -> list[dict[str, Any]]:
-        return [m[2] for m in self.messages if m[0] == "event"]
+        return [m.event for m in self.messages if isinstance(m, UnitEvent)]
 
 
 class FlakySession:
@@ -66,7 +69,7 @@ def spec(active: tuple[dict[str, Any], ...] = ()) -> UnitSpec:
     return UnitSpec(channel, "primary", time.time() - 100.0, ThumbnailConfig(), active)
 
 
-def run_until(unit: Unit, outbox: Outbox, done: Any, timeout_s: float = 10.0) -> None:
+def run_until(unit: UnitThread, outbox: Outbox, done: Any, timeout_s: float = 10.0) -> None:
     unit.start()
     deadline = time.monotonic() + timeout_s
     while not done(outbox.events()) and time.monotonic() < deadline:
@@ -77,7 +80,7 @@ def run_until(unit: Unit, outbox: Outbox, done: Any, timeout_s: float = 10.0) ->
 
 def test_a_failing_session_raises_monitor_error_once_and_clears_when_it_runs(flaky):
     outbox = Outbox()
-    unit = Unit(spec(), outbox)  # type: ignore[arg-type]
+    unit = UnitThread(spec(), outbox)  # type: ignore[arg-type]
 
     run_until(unit, outbox, lambda events: any(e["state"] == "cleared" for e in events))
 
@@ -96,14 +99,14 @@ def test_a_failing_session_raises_monitor_error_once_and_clears_when_it_runs(fla
 
 def test_a_monitor_error_carried_from_an_earlier_worker_is_not_raised_twice(flaky):
     first = Outbox()
-    unit = Unit(spec(), first)  # type: ignore[arg-type]
+    unit = UnitThread(spec(), first)  # type: ignore[arg-type]
     run_until(unit, first, lambda events: len(events) >= 1)
     raised = first.events()[0]
     assert raised["state"] == "raised"
 
     FlakySession.started = 0  # the new worker's sessions fail twice again, then run
     second = Outbox()
-    unit = Unit(spec(active=(raised,)), second)  # type: ignore[arg-type]
+    unit = UnitThread(spec(active=(raised,)), second)  # type: ignore[arg-type]
     run_until(unit, second, lambda events: any(e["state"] == "cleared" for e in events))
 
     assert [(e["state"], e["id"]) for e in second.events()] == [("cleared", raised["id"])]

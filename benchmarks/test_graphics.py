@@ -82,7 +82,7 @@ def make_check(channel: ChannelConfig) -> GraphicsCheck:
     def tracker(alarm: str, rule: AlarmRule, merge: Any = None) -> AlarmTracker:
         return AlarmTracker(alarm, rule, subject, lambda event: None, merge)
 
-    context = CheckContext(channel, subject, [], tracker)
+    context = CheckContext(channel, subject, tracker)
     return GraphicsCheck(context, list(channel.graphics), channel.picture_corrupt)
 
 

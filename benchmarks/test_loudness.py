@@ -107,7 +107,7 @@ def variants(x: np.ndarray, layout: str) -> dict[str, tuple[str, Callable[[], ob
         def tracker(alarm, rule, merge=None):  # type: ignore[no-untyped-def]
             return AlarmTracker(alarm, rule, subject, lambda event: None, merge)
 
-        c = LoudnessCheck(CheckContext(channel, subject, [], tracker))
+        c = LoudnessCheck(CheckContext(channel, subject, tracker))
         for k, block in enumerate(blocks):
             c.audio(AudioChunk(0, block, k * BLOCK / RATE, RATE))
         return c

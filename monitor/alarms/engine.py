@@ -136,12 +136,12 @@ class Inheritance:
     ) -> AlarmEvent | None:
         return self._events.pop(_inherit_key(alarm, subject, detail), None)
 
-    def expire(self, end_s: float, emit: Emit) -> None:
-        """Clear every unclaimed alarm as ended at media time ``end_s``."""
+    def expire(self, end_s: float, emit: Emit, reason: str = "absent_after_restart") -> None:
+        """Clear every unclaimed alarm as ended at media time ``end_s``, for ``reason``."""
         for event in self._events.values():
             detail = dict(event.detail)
             detail["duration_s"] = round(max(end_s - event.start, 0.0), 3)
-            detail["cleared_by"] = "absent_after_restart"
+            detail["cleared_by"] = reason
             emit(replace(event, state="cleared", end=end_s, wallclock=utc_now(), detail=detail))
         self._events.clear()
 
@@ -280,3 +280,34 @@ class AlarmTracker:
             id=self._id,
             detail=detail,
         )
+
+
+class Trackers:
+    """The alarm trackers of one owner (a pipeline, a live session, a worker's unit, a
+    channel's failover link): made on its subject, resumed from what it inherited, settled
+    together when its subject ends. Calling it makes one (the checks' ``TrackerFactory``)."""
+
+    def __init__(self, subject: Subject, emit: Emit, inherited: Inheritance | None = None):
+        self.subject = subject
+        self._emit = emit
+        self._inherited = inherited
+        self.made: list[AlarmTracker] = []
+
+    def __call__(
+        self,
+        alarm: str,
+        rule: AlarmRule,
+        merge: Merge | None = None,
+        *,
+        rendition: str | None = None,
+    ) -> AlarmTracker:
+        """A new tracker; ``rendition`` puts it on that rendition of the owner's input."""
+        subject = self.subject if rendition is None else replace(self.subject, rendition=rendition)
+        tracker = AlarmTracker(alarm, rule, subject, self._emit, merge, self._inherited)
+        self.made.append(tracker)
+        return tracker
+
+    def finish(self, end_s: float) -> None:
+        """Settle every open alarm at ``end_s``."""
+        for tracker in self.made:
+            tracker.finish(end_s)

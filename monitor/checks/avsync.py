@@ -21,25 +21,24 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from monitor.alarms.engine import AlarmTracker
-from monitor.checks.base import Check, CheckContext, Gauge, builder, detail_number
+from monitor.checks.base import Check, CheckContext, Gauge, MediaCheck, detail_number
 from monitor.decode.media_source import AudioChunk, Picture
 
 if TYPE_CHECKING:
     from detectors.avsync import AvSyncSettings, SyncReading
 
 
-@builder
-def build_av_sync(context: CheckContext) -> Check | None:
-    config = context.channel.av_sync
-    if not config.rule.enabled:
-        return None
-    if not any(info.index == config.settings.audio_stream for info in context.audio_streams):
-        return None  # nothing to measure: audio_missing says so
-    return AvSyncCheck(config.settings, context.tracker("av_sync", config.rule))
-
-
-class AvSyncCheck(Check):
+class AvSyncCheck(MediaCheck):
     """The A/V offset of one input against its tolerance window."""
+
+    @classmethod
+    def build(cls, context: CheckContext) -> Check | None:
+        config = context.channel.av_sync
+        if not config.rule.enabled:
+            return None
+        if not any(info.index == config.settings.audio_stream for info in context.audio_streams):
+            return None  # nothing to measure: audio_missing says so
+        return cls(config.settings, context.tracker("av_sync", config.rule))
 
     def __init__(self, settings: AvSyncSettings, tracker: AlarmTracker) -> None:
         from detectors.avsync import AvSyncDetector

@@ -1,31 +1,62 @@
-"""The seam between a channel's pipeline and the checks that plug into it.
+"""One mechanism for every alarm: a check turns what it is shown into conditions, and its alarm
+trackers (``monitor.alarms.engine``) turn conditions into raised and cleared events.
 
-A check measures pictures and/or audio of one rendition of one channel input and drives its
-own alarm trackers. ``ChannelPipeline`` builds every check named in ``BUILDERS`` from the
-channel's config; a builder returns None when its check is off for that channel, so channels
-that do not use a check pay nothing for it (not even its imports, if the builder imports
-lazily).
+Every check has the same lifecycle: its class's ``build(context)`` makes it from the channel's
+configuration (None when it is off for that channel, so an unused check costs nothing, not
+even its detector's imports if it imports them lazily); it is then shown what it watches,
+asked for its ``gauges()`` about once a second, and told ``finish(end_s)`` when its subject
+ends (its owner settles the trackers). What a check is shown depends on its scope, which is
+also who owns it:
 
-Black, freeze, silence and presence are older than this seam and live in the pipeline itself.
+========== ==================================== =============================================
+scope      owner                                shown
+========== ==================================== =============================================
+rendition  ``pipeline.channel.ChannelPipeline``  decoded pictures and audio (``MediaCheck``)
+input      ``pipeline.live_session.LiveSession`` arrivals, transport conditions, every
+                                                rendition's pictures (``InputCheck``)
+unit       ``daemon.worker.UnitThread``          the live session failing or running
+                                                (``UnitCheck``)
+channel    ``daemon.failover_link.FailoverLink`` the failover policy's own alarms
+                                                (``ChannelCheck``)
+========== ==================================== =============================================
+
+``monitor.checks.registry`` finds the checks: a new check is one module in this package.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from monitor.alarms.engine import AlarmTracker, Subject
+from monitor.alarms.engine import AlarmTracker, Merge, Subject
 from monitor.decode.media_source import AudioChunk, Picture, StreamInfo
 
 if TYPE_CHECKING:
-    from monitor.config import ChannelConfig
+    from monitor.config import AlarmRule, ChannelConfig
+    from monitor.ingest.reports import TransportCondition
 
+Scope = Literal["rendition", "input", "unit", "channel"]
 
 Gauge = tuple[str, Mapping[str, str], float]
 """A measurement for the metrics: (name, extra labels, value), e.g.
 ``("loudness_short_term_lufs", {"stream": "1"}, -23.1)``; exported as ``streamqc_<name>``
 with the channel, input and rendition labels added."""
+
+
+class TrackerFactory(Protocol):
+    def __call__(
+        self,
+        alarm: str,
+        rule: AlarmRule,
+        merge: Merge | None = None,
+        *,
+        rendition: str | None = None,
+    ) -> AlarmTracker:
+        """A new alarm tracker owned by the check's owner: resumed from the alarms it
+        inherited, settled when its subject ends. ``rendition`` names the rendition of an
+        input-scope tracker (rendition-scope trackers are on their pipeline's rendition)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -34,17 +65,46 @@ class CheckContext:
 
     channel: ChannelConfig
     subject: Subject
-    audio_streams: list[StreamInfo]
-    tracker: Callable[..., AlarmTracker]
-    """``tracker(alarm, rule, merge=None)``: a new alarm tracker on this pipeline's subject,
-    resumed from inherited state, settled when the input ends."""
+    """What the check watches: a rendition of an input; an input (rendition None); for the
+    channel scope, the channel (input ``failover``)."""
+    tracker: TrackerFactory
+    audio_streams: Sequence[StreamInfo] = ()
+    """Rendition scope: the audio streams the decoder found."""
+    join_grace_s: float = 0.0
+    """Rendition scope: how long after a live decoder joins a kind of media may be missing
+    (pictures begin at the next keyframe)."""
+    ladder: bool = False
+    """Input scope: the input is a ladder of renditions (HLS)."""
+    ladder_keyframes: bool = False
+    """Input scope: the ladder's smaller renditions are not decoded in full."""
 
 
 class Check:
-    """Base of the pluggable checks: override what the check needs; the rest do nothing."""
+    """Base of every check; each scope has its own subclass with the hooks it is shown."""
 
-    wants_pictures = True
-    wants_audio = True
+    scope: ClassVar[Scope]
+    order: ClassVar[int] = 50
+    """Checks of one scope see each thing in this order (then by module name)."""
+
+    @classmethod
+    def build(cls, context: CheckContext) -> Check | None:
+        """The check for this context, or None when the channel's config turns it off."""
+        raise NotImplementedError
+
+    def finish(self, end_s: float) -> None:
+        """The subject ended at ``end_s`` (its owner settles the trackers afterwards)."""
+
+    def gauges(self) -> list[Gauge]:
+        """Latest measurements for the metrics (called about once a second)."""
+        return []
+
+
+class MediaCheck(Check):
+    """Measures decoded pictures and/or audio of one rendition of one channel input."""
+
+    scope: ClassVar[Scope] = "rendition"
+    wants_pictures: ClassVar[bool] = True
+    wants_audio: ClassVar[bool] = True
 
     def picture(self, picture: Picture) -> None:
         """One decoded picture, in presentation order."""
@@ -56,23 +116,70 @@ class Check:
         """A new decoder feeds the pipeline from the next item on (live input reconnected):
         drop state that assumes continuity (previous picture, partial windows)."""
 
-    def finish(self, end_s: float) -> None:
-        """The input ended at media time ``end_s`` (trackers are settled by the pipeline)."""
-
-    def gauges(self) -> list[Gauge]:
-        """Latest measurements for the metrics (called about once a second)."""
-        return []
+    def explains_picture(self) -> bool:
+        """The rendition's picture has a fault of its own right now (pending or raised), so
+        comparing it with other renditions would only repeat it."""
+        return False
 
 
-Builder = Callable[[CheckContext], "Check | None"]
+@dataclass(frozen=True)
+class Arrival:
+    """How long nothing has arrived from one rendition of a live input (or, rendition None and
+    reason ``unreachable``, from an input that could not even be started)."""
 
-BUILDERS: list[Builder] = []
-"""Every check's builder, in the order they see each item. Register with ``@builder``."""
+    rendition: str | None
+    t_s: float
+    """Session media time of the observation."""
+    gap_s: float
+    limit_s: float
+    """The longest gap that is not a loss (a segment's wait, for HLS)."""
+    since_s: float
+    """Session time of the last arrival."""
+    reason: str | None = None
 
 
-def builder(make: Builder) -> Builder:
-    BUILDERS.append(make)
-    return make
+class InputCheck(Check):
+    """Watches one channel input as its live session sees it."""
+
+    scope: ClassVar[Scope] = "input"
+    wants_pictures: ClassVar[bool] = False
+
+    def arrival(self, arrival: Arrival) -> None:
+        """About ten times a second per rendition, and once an input could not start."""
+
+    def transport(self, condition: TransportCondition, t_s: float, rendition: str | None) -> None:
+        """A reader reported a transport condition (TR 101 290, SRT, HLS), as it changed;
+        ``rendition``: the rendition it is about, when its subject is one."""
+
+    def tick(self, t_s: float) -> None:
+        """The session's control loop ran (about ten times a second)."""
+
+    def rendition_picture(self, rendition: str | None, picture: Picture, explained: bool) -> None:
+        """A picture of one rendition after its own pipeline measured it; ``explained``: that
+        rendition's picture has a fault of its own (``MediaCheck.explains_picture``)."""
+
+
+class UnitCheck(Check):
+    """Watches whether a channel input is being monitored at all."""
+
+    scope: ClassVar[Scope] = "unit"
+
+    def session_failed(self, error: str, t_s: float) -> None:
+        """The live session failed and will be retried."""
+
+    def session_running(self, ran_s: float, t_s: float) -> None:
+        """The live session has been running for ``ran_s`` (about once a second)."""
+
+
+class ChannelCheck(Check):
+    """Watches a channel as a whole: the failover policy's own alarms."""
+
+    scope: ClassVar[Scope] = "channel"
+
+    def policy_alarm(
+        self, name: str, active: bool, t_s: float, severity: str, detail: Mapping[str, Any]
+    ) -> None:
+        """The failover policy raised (``active``) or cleared its alarm ``name``."""
 
 
 def detail_number(value: float, digits: int = 1) -> Any:

@@ -20,7 +20,7 @@ fault lasts seconds, and five looks a second keep the cost to a few percent of a
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from detectors.graphics import (
     in_windows,
     parse_window,
 )
-from monitor.checks.base import Check, CheckContext, Gauge, builder, detail_number
+from monitor.checks.base import Check, CheckContext, Gauge, MediaCheck, detail_number
 from monitor.config import DetectorConfig
 from monitor.decode.media_source import Picture
 
@@ -127,10 +127,19 @@ class _Graphic:
         return detail
 
 
-class GraphicsCheck(Check):
+class GraphicsCheck(MediaCheck):
     """The channel's graphics and corrupted-picture checks on one picture stream."""
 
-    wants_audio = False
+    wants_audio: ClassVar[bool] = False
+
+    @classmethod
+    def build(cls, context: CheckContext) -> Check | None:
+        channel = context.channel
+        graphics = [g for g in channel.graphics if g.rule.enabled]
+        corrupt = channel.picture_corrupt if channel.picture_corrupt.rule.enabled else None
+        if not graphics and corrupt is None:
+            return None
+        return cls(context, graphics, corrupt)
 
     def __init__(
         self,
@@ -240,13 +249,3 @@ def _chroma(frame: Any) -> tuple[np.ndarray, np.ndarray] | None:
         view.flags.writeable = False
         views.append(view)
     return views[0], views[1]
-
-
-@builder
-def graphics_check(context: CheckContext) -> Check | None:
-    channel = context.channel
-    graphics = [g for g in channel.graphics if g.rule.enabled]
-    corrupt = channel.picture_corrupt if channel.picture_corrupt.rule.enabled else None
-    if not graphics and corrupt is None:
-        return None
-    return GraphicsCheck(context, graphics, corrupt)

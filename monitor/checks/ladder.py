@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from detectors.ladder import Deviation, LadderConsensus, LadderSettings, PictureSignature
-from monitor.alarms.engine import AlarmTracker, Emit, Inheritance, Phase, Subject
-from monitor.config import ChannelConfig
+from monitor.alarms.engine import AlarmTracker
+from monitor.checks.base import Check, CheckContext, InputCheck
 from monitor.decode.media_source import MPEG_WRAP_TICKS, Picture
-from monitor.pipeline.channel import ChannelPipeline
 
 ALARM = "rendition_mismatch"
 MPEG_WRAP_S = MPEG_WRAP_TICKS / 90_000
@@ -48,28 +47,26 @@ class _Sample:
     signature: np.ndarray | None  # None: its own black/freeze condition explains it
 
 
-class LadderComparator:
+class LadderCheck(InputCheck):
     """Compares the video renditions of one live input and tracks ``rendition_mismatch``."""
 
-    def __init__(
-        self,
-        channel: ChannelConfig,
-        input_name: str,
-        emit: Emit,
-        inherited: Inheritance | None = None,
-        keyframes: bool = False,
-    ) -> None:
+    wants_pictures: ClassVar[bool] = True
+
+    @classmethod
+    def build(cls, context: CheckContext) -> Check | None:
+        if not context.ladder or not context.channel.rendition_mismatch.rule.enabled:
+            return None
+        return cls(context, keyframes=context.ladder_keyframes)
+
+    def __init__(self, context: CheckContext, keyframes: bool = False) -> None:
         """``keyframes``: compare at keyframes only, for ladders whose smaller renditions
         are not decoded in full (an ABR ladder's renditions have their keyframes at the same
         times, so that players can switch between them)."""
-        config = channel.rendition_mismatch
+        config = context.channel.rendition_mismatch
         self.keyframes = keyframes
         self.rule = config.rule
         self.settings = config.settings
-        self._channel = channel.name
-        self._input = input_name
-        self._emit = emit
-        self._inherited = inherited
+        self._tracker = context.tracker
         self._consensus = LadderConsensus(self.settings)
         self._signatures: dict[str, PictureSignature] = {}
         self._grid: tuple[float, float] | None = None  # (origin, step) of the instants
@@ -81,7 +78,7 @@ class LadderComparator:
         self.comparisons = 0
         _warm_up(self.settings)
 
-    def picture(self, rendition: str | None, picture: Picture, pipeline: ChannelPipeline) -> None:
+    def rendition_picture(self, rendition: str | None, picture: Picture, explained: bool) -> None:
         """One decoded picture of ``rendition``, after its own pipeline has measured it."""
         if rendition is None or rendition.startswith("audio-"):
             return
@@ -107,18 +104,13 @@ class LadderComparator:
         if origin_s + k * step_s <= source_s - half_s or len(self._latest) < 2:
             return  # not the picture of an instant (or no second rendition yet)
         signature = None
-        if not _explained(pipeline):
+        if not explained:
             signer = self._signatures.get(rendition)
             if signer is None:
                 signer = self._signatures[rendition] = PictureSignature(self.settings)
             signature = signer(picture.luma, picture.bit_depth, picture.full_range)
         self._instants.setdefault(k, {})[rendition] = _Sample(picture.pts_s, signature)
         self._judge_ready()
-
-    def finish(self, end_s: float) -> None:
-        """The session ended at session time ``end_s``: settle the open alarms."""
-        for tracker in self._trackers.values():
-            tracker.finish(end_s)
 
     def _judge_ready(self) -> None:
         while self._instants:
@@ -173,32 +165,10 @@ class LadderComparator:
         if tracker is None:
             if deviation is None:
                 return
-            subject = Subject(self._channel, self._input, rendition)
-            tracker = AlarmTracker(ALARM, self.rule, subject, self._emit, None, self._inherited)
+            tracker = self._tracker(ALARM, self.rule, rendition=rendition)
             self._trackers[rendition] = tracker
         detail = None if deviation is None else _detail(deviation, compared)
         tracker.observe(t_s, deviation is not None, detail=detail)
-
-
-def ladder_comparator(
-    channel: ChannelConfig,
-    input_name: str,
-    emit: Emit,
-    inherited: Inheritance | None,
-    keyframes: bool = False,
-) -> LadderComparator | None:
-    """The comparator of a multi-rendition input, or None when the channel turns it off."""
-    if not channel.rendition_mismatch.rule.enabled:
-        return None
-    return LadderComparator(channel, input_name, emit, inherited, keyframes)
-
-
-def _explained(pipeline: ChannelPipeline) -> bool:
-    """The rendition's own black or freeze condition is present (pending or raised)."""
-    return any(
-        tracker is not None and tracker.phase is not Phase.IDLE
-        for tracker in (pipeline.black, pipeline.freeze)
-    )
 
 
 def _detail(deviation: Deviation, compared: tuple[str, ...]) -> dict[str, Any]:

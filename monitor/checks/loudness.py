@@ -24,26 +24,23 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from detectors.loudness import LoudnessBlock, LoudnessMeter, LoudnessSettings
 from detectors.loudness_kernels import ABSOLUTE_GATE_LUFS
 from monitor.alarms.engine import AlarmTracker
-from monitor.checks.base import Check, CheckContext, Gauge, builder, detail_number
+from monitor.checks.base import Check, CheckContext, Gauge, MediaCheck, detail_number
 from monitor.decode.media_source import AudioChunk, StreamInfo
 
 
-@builder
-def build_loudness(context: CheckContext) -> Check | None:
-    if not context.channel.loudness.rule.enabled:
-        return None
-    return LoudnessCheck(context)
-
-
-class LoudnessCheck(Check):
+class LoudnessCheck(MediaCheck):
     """Loudness, true peak and clipping of each selected audio stream."""
 
-    wants_pictures = False
+    wants_pictures: ClassVar[bool] = False
+
+    @classmethod
+    def build(cls, context: CheckContext) -> Check | None:
+        return cls(context) if context.channel.loudness.rule.enabled else None
 
     def __init__(self, context: CheckContext, clock: Callable[[], float] = time.time) -> None:
         """``clock``: wall time in seconds since the epoch, for the daily reset."""

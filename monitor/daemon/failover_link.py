@@ -11,7 +11,6 @@ event for every decision (queued on disk like alarms: the trail must be complete
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,7 +42,9 @@ from failover.protocol import (
     request_topic,
     state_topic,
 )
-from monitor.alarms.engine import AlarmEvent, utc_now
+from monitor.alarms.engine import AlarmEvent, Subject, Trackers
+from monitor.checks.base import ChannelCheck, CheckContext
+from monitor.checks.registry import build_checks
 from monitor.config import ChannelConfig
 from monitor.sinks.mqtt import MqttSink
 
@@ -76,7 +77,10 @@ class FailoverLink:
         self.on_alarm = on_alarm
         self.log = log
         self.policy = Policy(channel.failover, channel.name, clock_iso=_iso_at)
-        self.alarms: dict[str, AlarmEvent] = {}  # the policy's own, by name
+        self.alarms: dict[str, AlarmEvent] = {}  # the policy's own, active, by name
+        self.trackers = Trackers(Subject(channel.name, FAILOVER_INPUT, None), self._emitted)
+        context = CheckContext(channel, self.trackers.subject, self.trackers)
+        self.checks = [c for c in build_checks("channel", context) if isinstance(c, ChannelCheck)]
         self._filters = {
             ack_topic(prefix, channel.name): self._on_ack,
             state_topic(prefix, channel.name): self._on_state,
@@ -152,9 +156,13 @@ class FailoverLink:
         elif isinstance(decision, WithdrawConfirmation):
             self.sink.set_retained(request_topic(prefix, channel), None)
         elif isinstance(decision, RaiseAlarm):
-            self._raise(decision)
+            for check in self.checks:
+                check.policy_alarm(
+                    decision.name, True, self._media_s(), decision.severity, decision.detail
+                )
         elif isinstance(decision, ClearAlarm):
-            self._clear(decision.name)
+            for check in self.checks:
+                check.policy_alarm(decision.name, False, self._media_s(), "major", {})
         elif isinstance(decision, Audit):
             self.sink.publish_event(audit_topic(prefix, channel), decision.event().to_json())
             self.log.info(
@@ -169,47 +177,16 @@ class FailoverLink:
     def _media_s(self) -> float:
         return time.time() - self.origin_wall_s
 
-    def _raise(self, decision: RaiseAlarm) -> None:
-        if decision.name in self.alarms:
-            return
-        event = AlarmEvent(
-            alarm=decision.name,
-            state="raised",
-            start=self._media_s(),
-            end=None,
-            channel=self.channel,
-            input=FAILOVER_INPUT,
-            rendition=None,
-            severity=decision.severity,
-            wallclock=utc_now(),
-            id=uuid.uuid4().hex,
-            detail=dict(decision.detail),
-        )
-        self.alarms[decision.name] = event
+    def _emitted(self, event: AlarmEvent) -> None:
+        if event.state == "raised":
+            self.alarms[event.alarm] = event
+        else:
+            self.alarms.pop(event.alarm, None)
         self.on_alarm(event)
 
     def clear_all(self) -> None:
-        for name in list(self.alarms):
-            self._clear(name)
-
-    def _clear(self, name: str) -> None:
-        raised = self.alarms.pop(name, None)
-        if raised is None:
-            return
-        end = self._media_s()
-        detail = {**raised.detail, "duration_s": round(end - raised.start, 3)}
-        self.on_alarm(
-            AlarmEvent(
-                alarm=name,
-                state="cleared",
-                start=raised.start,
-                end=end,
-                channel=self.channel,
-                input=FAILOVER_INPUT,
-                rendition=None,
-                severity=raised.severity,
-                wallclock=utc_now(),
-                id=raised.id,
-                detail=detail,
-            )
-        )
+        """The channel's failover ends (removed or changed): its alarms clear now."""
+        end_s = self._media_s()
+        for check in self.checks:
+            check.finish(end_s)
+        self.trackers.finish(end_s)

@@ -31,7 +31,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from monitor.alarms.engine import AlarmEvent, utc_now
+from monitor.alarms.engine import AlarmEvent, Inheritance, utc_now
 from monitor.config import ChannelConfig, Config, ThumbnailConfig, host_port, load_config
 from monitor.daemon.failover_link import FAILOVER_INPUT, FailoverLink
 from monitor.daemon.messages import (
@@ -306,11 +306,8 @@ class Supervisor:
     def _clear_removed(self, unit: Unit) -> None:
         """Clear the alarms of an input that is no longer configured."""
         end = time.time() - unit.spec.origin_wall_s
-        for event in list(unit.active.values()):
-            detail = {**event.detail, "cleared_by": "channel_removed"}
-            detail["duration_s"] = round(max(end - event.start, 0.0), 3)
-            cleared = replace(event, state="cleared", end=end, wallclock=utc_now(), detail=detail)
-            self._on_event(unit, cleared, None)
+        gone = Inheritance(unit.active.values())
+        gone.expire(end, lambda cleared: self._on_event(unit, cleared, None), "channel_removed")
 
     # --- failover -------------------------------------------------------------------------
 

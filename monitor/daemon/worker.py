@@ -19,13 +19,14 @@ import queue
 import signal
 import threading
 import time
-import uuid
-from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
-from monitor.alarms.engine import AlarmEvent, Inheritance, utc_now
+from monitor.alarms.engine import AlarmEvent, Inheritance, Subject, Trackers
 from monitor.alarms.input_stats import InputStats
+from monitor.checks.base import CheckContext, UnitCheck
+from monitor.checks.monitor_error import MONITOR_ERROR
+from monitor.checks.registry import build_checks
 from monitor.daemon.messages import (
     ExitWorker,
     FromWorker,
@@ -88,13 +89,6 @@ class PipeSender:
             self._queue.task_done()
 
 
-MONITOR_ERROR = "monitor_error"
-"""Raised (critical) while a channel input cannot be monitored at all because its session
-keeps failing: without it the console would show a channel as ok that nobody watches."""
-RECOVERED_AFTER_S = 10.0
-"""A session that has run this long clears ``monitor_error``."""
-
-
 class UnitThread(threading.Thread):
     """Runs one channel input's live session until stopped, restarting it if it fails."""
 
@@ -106,8 +100,16 @@ class UnitThread(threading.Thread):
         self.last_tick_s = time.monotonic()
         self.session: LiveSession | None = None
         self.active = {e["id"]: AlarmEvent.from_dict(e) for e in spec.active}
-        self._failure = next((e for e in self.active.values() if e.alarm == MONITOR_ERROR), None)
         self._session_started_s = time.monotonic()
+        # The unit's own checks (monitor_error), resuming what the last worker had raised.
+        carried = [e for e in self.active.values() if e.alarm == MONITOR_ERROR]
+        subject = Subject(spec.channel.name, spec.input, None)
+        trackers = Trackers(subject, self.emit, Inheritance(carried))
+        context = CheckContext(spec.channel, subject, trackers)
+        self.checks = [c for c in build_checks("unit", context) if isinstance(c, UnitCheck)]
+        for event in carried:  # it was failing when its worker stopped: still is, until it runs
+            for check in self.checks:
+                check.session_failed(str(event.detail.get("error", "")), self._media_now_s())
 
     # --- SessionObserver ---
 
@@ -116,8 +118,8 @@ class UnitThread(threading.Thread):
 
     def stats(self, stats: list[InputStats]) -> None:
         self.outbox.offer(UnitStats(self.spec.key, stats))
-        if self._failure is not None and self._session_s() > RECOVERED_AFTER_S:
-            self._recovered()
+        for check in self.checks:
+            check.session_running(self._session_s(), self._media_now_s())
 
     def thumbnail(self, rendition: str | None, jpeg: bytes) -> None:
         self.outbox.offer(UnitThumbnail(self.spec.key, rendition, jpeg))
@@ -181,31 +183,8 @@ class UnitThread(threading.Thread):
         return time.time() - self.spec.origin_wall_s
 
     def _failed(self, error: str) -> None:
-        if self._failure is not None:
-            return
-        spec = self.spec
-        self._failure = AlarmEvent(
-            alarm=MONITOR_ERROR,
-            state="raised",
-            start=self._media_now_s(),
-            end=None,
-            channel=spec.channel.name,
-            input=spec.input,
-            rendition=None,
-            severity="critical",
-            wallclock=utc_now(),
-            id=uuid.uuid4().hex,
-            detail={"error": error},
-        )
-        self.emit(self._failure)
-
-    def _recovered(self) -> None:
-        raised, self._failure = self._failure, None
-        if raised is None:
-            return
-        end = self._media_now_s()
-        detail = {**raised.detail, "duration_s": round(end - raised.start, 3)}
-        self.emit(replace(raised, state="cleared", end=end, wallclock=utc_now(), detail=detail))
+        for check in self.checks:
+            check.session_failed(error, self._media_now_s())
 
 
 def worker_main(conn: Connection, index: int) -> None:

@@ -34,9 +34,10 @@ from detectors.black import BlackSettings
 from detectors.freeze import FreezeSettings
 from detectors.picture import PictureAnalyzer
 from detectors.silence import SilenceDetector, SilenceSettings
-from monitor.alarms.engine import AlarmTracker, Emit, Inheritance, Subject
+from monitor.alarms.engine import Emit, Inheritance, Subject, Trackers
 from monitor.alarms.input_stats import InputStats
-from monitor.checks.ladder import ladder_comparator
+from monitor.checks.base import Arrival, CheckContext, InputCheck
+from monitor.checks.registry import build_checks
 from monitor.config import ChannelConfig, InputConfig, ThumbnailConfig
 from monitor.decode.media_source import (
     AudioChunk,
@@ -383,9 +384,9 @@ class LiveSession:
         persistent: bool = False,
     ) -> None:
         """``origin_wall_s`` (a time.time()) is session time 0, so a restarted session goes on
-        with the same timeline; ``inherited`` alarms resume instead of raising again; with
-        ``settle_on_exit`` False, alarms still open at the end stay open (the daemon carries
-        them over to the next session) instead of clearing."""
+        with the same timeline; ``inherited`` alarms resume instead of raising again; when
+        ``persistent``, alarms still open at the end stay open (the daemon carries them over
+        to the next session) instead of clearing."""
         self.url = url
         self.channel = channel
         self.emit = emit
@@ -408,18 +409,17 @@ class LiveSession:
         self._ingest_retry_s = 0.0
         self._ingest_backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S)
         self._next_stats_s = 0.0
-        self._transport: dict[tuple[str, str | None], AlarmTracker] = {}
-        self._transport_seen: dict[tuple[str, str | None], tuple[float, bool]] = {}
-        self._loss: dict[str | None, AlarmTracker] = {}
         self.renditions: dict[str | None, Rendition] = {}
-        multi = isinstance(self.ingest, HlsIngest)  # renditions of a ladder, compared
-        self.ladder = (
-            ladder_comparator(
-                channel, input_name, emit, inherited, keyframes=self.source.ladder_pictures != "all"
-            )
-            if multi
-            else None
+        self.trackers = Trackers(Subject(channel.name, input_name, None), emit, inherited)
+        context = CheckContext(
+            channel,
+            self.trackers.subject,
+            self.trackers,
+            ladder=isinstance(self.ingest, HlsIngest),  # renditions of a ladder, compared
+            ladder_keyframes=self.source.ladder_pictures != "all",
         )
+        self.checks = [c for c in build_checks("input", context) if isinstance(c, InputCheck)]
+        self._picture_checks = [c for c in self.checks if c.wants_pictures]
 
     # --- time ---------------------------------------------------------------------------
 
@@ -606,8 +606,10 @@ class LiveSession:
             if type(item) is Picture:
                 self.summary.pictures += 1
                 self._count_picture(r, item, now - decoded_s)
-                if self.ladder is not None:
-                    self.ladder.picture(r.name, item, pipeline)
+                if self._picture_checks:
+                    explained = pipeline.explains_picture()
+                    for check in self._picture_checks:
+                        check.rendition_picture(r.name, item, explained)
         elif kind == "open":
             assert r is not None
             r.streams = payload
@@ -716,72 +718,35 @@ class LiveSession:
                     r.pipe.close()
                 r.progress_s = now
             self._observe_loss(r, now, t)
-        self._hold_transport(t)
+        for check in self.checks:
+            check.tick(t)
 
     def _watchdog_s(self, r: Rendition) -> float:
         # Never shorter than two arrival gaps: HLS media comes a segment at a time.
         return max(self.source.watchdog_s, 2 * self.ingest.arrival_gap_s(r.name))
 
-    def _loss_tracker(self, rendition: str | None) -> AlarmTracker | None:
-        rule = self.channel.input_loss.rule
-        if not rule.enabled:
-            return None
-        tracker = self._loss.get(rendition)
-        if tracker is None:
-            subject = Subject(self.channel.name, self.input_name, rendition)
-            tracker = AlarmTracker("input_loss", rule, subject, self.emit, None, self.inherited)
-            self._loss[rendition] = tracker
-        return tracker
-
     def _observe_unreachable(self, now: float, t: float) -> None:
         """The input could not even be started (an HLS origin down): nothing arrives."""
-        tracker = self._loss_tracker(None)
-        if tracker is not None:
-            begun = self._run_start_s
-            gap = t - begun
-            detail = {"gap_s": round(gap, 1), "reason": "unreachable"}
-            tracker.observe(t, gap > LOSS_GAP_S, since_s=begun, detail=detail)
+        begun = self._run_start_s
+        arrival = Arrival(None, t, t - begun, LOSS_GAP_S, begun, reason="unreachable")
+        for check in self.checks:
+            check.arrival(arrival)
 
     def _observe_loss(self, r: Rendition, now: float, t: float) -> None:
-        tracker = self._loss_tracker(r.name)
-        if tracker is None:
-            return
         # Bytes arriving at the socket count as input, whatever the decoder makes of them
         # (garbage is reported by its own alarms); before any byte, the session start counts.
         received = self.ingest.last_receive_s(r.name)
         last = max(r.last_item_s, received, self._start + self._run_start_s)
-        gap = now - last
-        lost = gap > self.ingest.arrival_gap_s(r.name)
-        tracker.observe(t, lost, since_s=self.session_s(last), detail={"gap_s": round(gap, 1)})
-        if r.name is not None and None in self._loss:  # an unreachable origin is reachable now
-            self._loss[None].observe(t, False)
+        limit_s = self.ingest.arrival_gap_s(r.name)
+        arrival = Arrival(r.name, t, now - last, limit_s, self.session_s(last))
+        for check in self.checks:
+            check.arrival(arrival)
 
     def _observe_transport(self, condition: TransportCondition) -> None:
-        rule = self.channel.transport.rule
-        if not rule.enabled:
-            return
-        key = (condition.alarm, condition.subject)
-        tracker = self._transport.get(key)
-        if tracker is None:
-            rendition = condition.subject if condition.subject in self.renditions else None
-            subject = Subject(self.channel.name, self.input_name, rendition)
-            tracker = AlarmTracker(condition.alarm, rule, subject, self.emit, None, self.inherited)
-            self._transport[key] = tracker
-        detail = dict(condition.detail)
-        if condition.subject is not None and tracker.subject.rendition is None:
-            detail.setdefault("subject", condition.subject)
-        t = max(self.session_s(condition.at_s), self._transport_seen.get(key, (0.0, False))[0])
-        self._transport_seen[key] = (t, condition.active)
-        tracker.observe(t, condition.active, detail=detail)
-
-    def _hold_transport(self, t: float) -> None:
-        """Readers report a condition when it changes: it holds until the next report, so the
-        hold-offs run (and a cleared condition clears) without waiting for one."""
-        for key, tracker in self._transport.items():
-            seen_s, active = self._transport_seen[key]
-            if t > seen_s:
-                self._transport_seen[key] = (t, active)
-                tracker.observe(t, active)
+        t = self.session_s(condition.at_s)
+        rendition = condition.subject if condition.subject in self.renditions else None
+        for check in self.checks:
+            check.transport(condition, t, rendition)
 
     def _shutdown(self) -> None:
         for r in self.renditions.values():
@@ -801,7 +766,6 @@ class LiveSession:
         for r in self.renditions.values():
             if r.pipeline is not None:
                 r.pipeline.finish()
-        for tracker in [*self._loss.values(), *self._transport.values()]:
-            tracker.finish(end)
-        if self.ladder is not None:
-            self.ladder.finish(end)
+        for check in self.checks:
+            check.finish(end)
+        self.trackers.finish(end)

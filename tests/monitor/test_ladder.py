@@ -18,7 +18,9 @@ import cv2
 import numpy as np
 import pytest
 
-from monitor.checks.ladder import LadderComparator
+from monitor.alarms.engine import Subject, Trackers
+from monitor.checks.base import CheckContext
+from monitor.checks.ladder import LadderCheck
 from monitor.config import AlarmRule, ChannelConfig, load_config
 from monitor.decode.media_source import MediaSource, Picture
 from monitor.errors import ConfigError
@@ -117,11 +119,31 @@ def stream(
     return [(name, pic) for _, _, name, pic in arrivals]
 
 
+class Ladder:
+    """A LadderCheck as a live session owns it: trackers on the input, settled at the end."""
+
+    def __init__(self, config: ChannelConfig, emit, keyframes: bool = False) -> None:
+        self.trackers = Trackers(Subject(config.name, "primary", None), emit)
+        context = CheckContext(config, self.trackers.subject, self.trackers)
+        self.check = LadderCheck(context, keyframes=keyframes)
+
+    @property
+    def comparisons(self) -> int:
+        return self.check.comparisons
+
+    def picture(self, name: str, picture: Picture, pipeline: ChannelPipeline) -> None:
+        self.check.rendition_picture(name, picture, pipeline.explains_picture())
+
+    def finish(self, end_s: float) -> None:
+        self.check.finish(end_s)
+        self.trackers.finish(end_s)
+
+
 def run(
     config: ChannelConfig, items: list[tuple[str, Picture]], keyframes: bool = False
-) -> tuple[list, LadderComparator]:
+) -> tuple[list, Ladder]:
     events: list = []
-    comparator = LadderComparator(config, "primary", events.append, keyframes=keyframes)
+    comparator = Ladder(config, events.append, keyframes=keyframes)
     pipelines = {}
     for name, pic in items:
         pipeline = pipelines.get(name)
@@ -251,7 +273,7 @@ def test_a_coded_ladder_replayed_as_live_finds_each_fault_on_its_rung():
     lags = dict(zip(ladder_files(FAULTY), (0.0, 1.4, 0.6), strict=True))
     config = compared(ChannelConfig(name="ladder"))
     events: list = []
-    comparator = LadderComparator(config, "primary", events.append)
+    comparator = Ladder(config, events.append)
     pipelines = {}
     picture_0_s: dict[str, float] = {}  # the first audio frame starts 21 ms before picture 0
 

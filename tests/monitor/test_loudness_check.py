@@ -289,7 +289,7 @@ def test_daily_integration_starts_over_when_the_reset_time_passes(tmp_path):
         def tracker(alarm, rule, merge=None):
             return AlarmTracker(alarm, rule, subject, lambda event: None, merge)
 
-        context = CheckContext(config, subject, [], tracker)
+        context = CheckContext(config, subject, tracker)
         check = LoudnessCheck(context, clock=lambda: clock_s)
         for chunk in chunks(tone((10.0, -30.0), (10.0, -20.0))):
             check.audio(chunk)

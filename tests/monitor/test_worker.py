@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 import monitor.daemon.worker as worker
+from monitor.checks.monitor_error import MONITOR_ERROR, MonitorErrorCheck
 from monitor.config import InputConfig, ThumbnailConfig, default_channel
 from monitor.daemon.messages import FromWorker, UnitEvent, UnitSpec, WorkerLog
-from monitor.daemon.worker import MONITOR_ERROR, UnitThread
+from monitor.daemon.worker import UnitThread
 
 
 class Outbox:
@@ -59,7 +60,7 @@ class FlakySession:
 def flaky(monkeypatch):
     monkeypatch.setattr(worker, "LiveSession", FlakySession)
     monkeypatch.setattr(worker, "SESSION_BACKOFF_FIRST_S", 0.05)
-    monkeypatch.setattr(worker, "RECOVERED_AFTER_S", 0.3)
+    monkeypatch.setattr(MonitorErrorCheck, "recovered_after_s", 0.3)
     FlakySession.started = 0
 
 

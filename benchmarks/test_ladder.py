@@ -25,7 +25,7 @@ import av
 import pytest
 
 from benchmarks.clips import broadcast_clip, clip_path
-from monitor.checks.ladder import LadderComparator
+from monitor.checks.rendition_mismatch import LadderComparator
 from monitor.config import ChannelConfig
 from monitor.decode.media_source import Picture, luma_view
 from monitor.pipeline.channel import ChannelPipeline

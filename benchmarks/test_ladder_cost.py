@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.clips import broadcast_clip, clip_path
-from monitor.checks.ladder import LadderComparator
+from monitor.checks.rendition_mismatch import LadderComparator
 from monitor.config import ChannelConfig, default_channel
 from monitor.decode.media_source import AudioChunk, MediaSource, Picture, PictureSelection
 from monitor.pipeline.channel import ChannelPipeline

@@ -12,7 +12,7 @@ import numpy as np
 
 from monitor.alarms.engine import Emit, Inheritance, Subject, Trackers
 from monitor.checks.base import CheckContext, Gauge, MediaCheck
-from monitor.checks.picture import PictureCheck
+from monitor.checks.black_freeze import BlackFreezeCheck
 from monitor.checks.registry import build_checks
 from monitor.config import ChannelConfig
 from monitor.decode.media_source import AudioChunk, Picture, StreamInfo
@@ -54,7 +54,7 @@ class ChannelPipeline:
         self.checks = [c for c in build_checks("rendition", context) if isinstance(c, MediaCheck)]
         self._picture_checks = [c for c in self.checks if c.wants_pictures]
         self._audio_checks = [c for c in self.checks if c.wants_audio]
-        self._pictures = next((c for c in self.checks if isinstance(c, PictureCheck)), None)
+        self._pictures = next((c for c in self.checks if isinstance(c, BlackFreezeCheck)), None)
 
     def process(self, item: Picture | AudioChunk) -> None:
         if isinstance(item, Picture):

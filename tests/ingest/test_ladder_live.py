@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from monitor.checks.ladder import LadderCheck
+from monitor.checks.rendition_mismatch import RenditionMismatchCheck
 from monitor.config import ChannelConfig
 from monitor.pipeline.live_session import LiveSession
 from tests.ingest.hlsserver import LiveHlsServer
@@ -61,7 +61,7 @@ def test_a_clean_ladder_raises_nothing():
     assert events == []
     # The smaller rungs decode reference pictures only (the default), so the rungs are
     # compared at their keyframes: one a second (1 s GOP) for the ~6 s all of them flow.
-    ladder = next(c for c in session.checks if isinstance(c, LadderCheck))
+    ladder = next(c for c in session.checks if isinstance(c, RenditionMismatchCheck))
     assert ladder.comparisons >= 5
     print(f"\nclean live ladder: {ladder.comparisons} comparisons, 0 alarms")
 

@@ -20,7 +20,7 @@ import pytest
 
 from monitor.alarms.engine import Subject, Trackers
 from monitor.checks.base import CheckContext
-from monitor.checks.ladder import LadderCheck
+from monitor.checks.rendition_mismatch import RenditionMismatchCheck
 from monitor.config import AlarmRule, ChannelConfig, load_config
 from monitor.decode.media_source import MediaSource, Picture
 from monitor.errors import ConfigError
@@ -120,12 +120,12 @@ def stream(
 
 
 class Ladder:
-    """A LadderCheck as a live session owns it: trackers on the input, settled at the end."""
+    """A RenditionMismatchCheck as a live session owns it: trackers on the input, settled at the end."""
 
     def __init__(self, config: ChannelConfig, emit, keyframes: bool = False) -> None:
         self.trackers = Trackers(Subject(config.name, "primary", None), emit)
         context = CheckContext(config, self.trackers.subject, self.trackers)
-        self.check = LadderCheck(context, keyframes=keyframes)
+        self.check = RenditionMismatchCheck(context, keyframes=keyframes)
 
     @property
     def comparisons(self) -> int:

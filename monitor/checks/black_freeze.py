@@ -15,7 +15,7 @@ from monitor.checks.base import Check, CheckContext, MediaCheck
 from monitor.decode.media_source import Picture
 
 
-class PictureCheck(MediaCheck):
+class BlackFreezeCheck(MediaCheck):
     """Black and freeze of one rendition."""
 
     order: ClassVar[int] = 10

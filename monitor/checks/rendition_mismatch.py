@@ -47,7 +47,7 @@ class _Sample:
     signature: np.ndarray | None  # None: its own black/freeze condition explains it
 
 
-class LadderCheck(InputCheck):
+class RenditionMismatchCheck(InputCheck):
     """Compares the video renditions of one live input and tracks ``rendition_mismatch``."""
 
     wants_pictures: ClassVar[bool] = True

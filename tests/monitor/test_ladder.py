@@ -120,7 +120,7 @@ def stream(
 
 
 class Ladder:
-    """A RenditionMismatchCheck as a live session owns it: trackers on the input, settled at the end."""
+    """The check as a live session owns it: trackers on the input, settled at the end."""
 
     def __init__(self, config: ChannelConfig, emit, keyframes: bool = False) -> None:
         self.trackers = Trackers(Subject(config.name, "primary", None), emit)

@@ -7,7 +7,7 @@ A black picture is reported as black, not also as a freeze. Detail: ``ratio`` an
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from detectors.picture import PictureAnalyzer, PictureMeasurement
 from monitor.alarms.engine import Phase
@@ -61,10 +61,8 @@ class BlackFreezeCheck(MediaCheck):
             frozen = freeze.frozen and not is_black
             if freeze.ended_s is not None:
                 self.freeze.observe(freeze.ended_s, False)
-            detail: dict[str, Any] | None = (
-                {"difference": round(freeze.difference, 6)} if frozen else None
-            )
-            self.freeze.observe(m.pts_s, frozen, since_s=freeze.since_s, detail=detail)
+            changed = {"difference": round(freeze.difference, 6)} if frozen else None
+            self.freeze.observe(m.pts_s, frozen, since_s=freeze.since_s, detail=changed)
 
     def explains_picture(self) -> bool:
         return any(

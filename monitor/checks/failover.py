@@ -37,7 +37,7 @@ class FailoverAlarmsCheck(ChannelCheck):
         tracker = self._trackers.get(name)
         if tracker is None and not active:
             return
-        rule = AlarmRule(0.0, 0.0, severity=cast(Severity, severity))
+        rule = AlarmRule(raise_after_s=0.0, clear_after_s=0.0, severity=cast(Severity, severity))
         if tracker is None:
             tracker = self._trackers[name] = self._context.tracker(name, rule, merge=_first)
         elif active and not tracker.active:

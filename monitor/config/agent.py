@@ -13,7 +13,7 @@ import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, PlainValidator, StrictStr, model_validator
 
@@ -74,11 +74,23 @@ def _input_value(value: object) -> str:
 InputValue = Annotated[str, PlainValidator(_input_value)]
 _ACTIONS = ("process", "http", "script")
 
+# Sections generated at run time from the dataclasses; to the type checker, any value.
+if TYPE_CHECKING:
+    _Process = Any
+    _Http = Any
+    _Script = Any
+    _Mqtt = Any
+else:
+    _Process = validated(ProcessSettings)
+    _Http = validated(HttpSettings)
+    _Script = validated(ScriptSettings)
+    _Mqtt = broker_section()
+
 
 class _Action(Section):
-    process: validated(ProcessSettings) | None = None  # type: ignore[valid-type]
-    http: validated(HttpSettings) | None = None  # type: ignore[valid-type]
-    script: validated(ScriptSettings) | None = None  # type: ignore[valid-type]
+    process: _Process | None = None
+    http: _Http | None = None
+    script: _Script | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> _Action:
@@ -102,7 +114,7 @@ class _AgentFile(Section):
     version: Version
     site: Name
     agent_id: Name | None = None
-    mqtt: broker_section()  # type: ignore[valid-type]
+    mqtt: _Mqtt
     state_dir: StrictStr | None = None
     channels: Annotated[list[_Channel], Field(min_length=1)]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, Field, StrictStr, ValidationError, create_model
 
@@ -128,18 +128,30 @@ def _graphic_entry() -> type[Section]:
     return create_model("graphic", __base__=Section, **fields)
 
 
-_Graphic = _graphic_entry()
-_Detectors = create_model(
-    "detectors",
-    __base__=Section,
-    **{name: (block, Field(default_factory=block)) for name, block in _DETECTORS.items()},
-    graphics=(list[_Graphic], Field(default_factory=list)),
-)
-
-
-_Input = create_model(
-    "input", __base__=Section, **{**section_fields(InputConfig), "url": (Url, ...)}
-)
+# Sections generated at run time from the dataclasses; to the type checker, any value.
+if TYPE_CHECKING:
+    _Graphic = Any
+    _Detectors = Any
+    _Input = Any
+    _Failover = Any
+    _Mqtt = Any
+    _Metrics = Any
+    _Thumbnails = Any
+else:
+    _Graphic = _graphic_entry()
+    _Detectors = create_model(
+        "detectors",
+        __base__=Section,
+        **{name: (block, Field(default_factory=block)) for name, block in _DETECTORS.items()},
+        graphics=(list[_Graphic], Field(default_factory=list)),
+    )
+    _Input = create_model(
+        "input", __base__=Section, **{**section_fields(InputConfig), "url": (Url, ...)}
+    )
+    _Failover = create_model("failover", __base__=Section, **section_fields(FailoverSettings))
+    _Mqtt = validated(MqttConfig)
+    _Metrics = validated(MetricsConfig)
+    _Thumbnails = validated(ThumbnailConfig)
 
 
 class _Inputs(Section):
@@ -147,29 +159,26 @@ class _Inputs(Section):
     backup: _Input | None = None
 
 
-_Failover = create_model("failover", __base__=Section, **section_fields(FailoverSettings))
-
-
 class _Defaults(Section):
     row_step: RowStep = None
-    detectors: _Detectors = Field(default_factory=_Detectors)  # type: ignore[valid-type]
-    failover: _Failover = Field(default_factory=_Failover)  # type: ignore[valid-type]
+    detectors: _Detectors = Field(default_factory=_Detectors)
+    failover: _Failover = Field(default_factory=_Failover)
 
 
 class _Channel(Section):
     name: Name
     inputs: _Inputs
     row_step: RowStep = None
-    detectors: _Detectors = Field(default_factory=_Detectors)  # type: ignore[valid-type]
-    failover: _Failover = Field(default_factory=_Failover)  # type: ignore[valid-type]
+    detectors: _Detectors = Field(default_factory=_Detectors)
+    failover: _Failover = Field(default_factory=_Failover)
 
 
 class _File(Section):
     version: Version
     site: Name
-    mqtt: validated(MqttConfig) = Field(default_factory=MqttConfig)  # type: ignore[valid-type]
-    metrics: validated(MetricsConfig) = Field(default_factory=MetricsConfig)  # type: ignore[valid-type]
-    thumbnails: validated(ThumbnailConfig) = Field(default_factory=ThumbnailConfig)  # type: ignore[valid-type]
+    mqtt: _Mqtt = Field(default_factory=MqttConfig)
+    metrics: _Metrics = Field(default_factory=MetricsConfig)
+    thumbnails: _Thumbnails = Field(default_factory=ThumbnailConfig)
     workers: Workers = None
     state_dir: StrictStr | None = None
     defaults: _Defaults = Field(default_factory=_Defaults)
@@ -213,7 +222,7 @@ def _channel(
     base = ChannelConfig(name=spec.name)
     inputs = {name: InputConfig(**dict(value)) for name, value in spec.inputs if value is not None}
     row_step = spec.row_step if "row_step" in spec.model_fields_set else defaults.row_step
-    detectors = {}
+    detectors: dict[str, Any] = {}
     for name in _DETECTORS:
         written = (getattr(defaults.detectors, name), getattr(spec.detectors, name))
         try:

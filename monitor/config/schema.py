@@ -90,8 +90,9 @@ def _strict(hint: Any) -> Any:
     if get_origin(hint) in (Union, UnionType):
         return Union[tuple(_strict(arg) for arg in get_args(hint))]  # noqa: UP007
     if get_origin(hint) is tuple:
-        return tuple[tuple(_strict(arg) if arg is not ... else arg for arg in get_args(hint))]
-    if dataclasses.is_dataclass(hint):
+        items = tuple(_strict(arg) if arg is not ... else arg for arg in get_args(hint))
+        return tuple.__class_getitem__(items)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return validated(hint)
     return _STRICT.get(hint, hint)
 

@@ -623,6 +623,7 @@ class Supervisor:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """For /healthz (called from the metrics thread: reads only)."""
+        known = list(self.workers)
         workers = [
             {
                 "index": w.index,
@@ -633,10 +634,10 @@ class Supervisor:
                     f"{c}/{i}" for (c, i), u in list(self.units.items()) if u.worker == w.index
                 ),
             }
-            for w in list(self.workers)
+            for w in known
         ]
         healthy = not self._stop.is_set() and all(
-            w["alive"] or self.workers[w["index"]].restart_at_s is not None for w in workers
+            w.alive or w.restart_at_s is not None for w in known
         )
         return healthy, {
             "status": "ok" if healthy else "unhealthy",

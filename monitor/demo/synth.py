@@ -67,6 +67,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -371,7 +372,7 @@ def _samples(spec: MediaSpec, span: Span) -> slice:
 # --------------------------------------------------------------------------- muxing
 
 
-def _rescale_to_ts(packet: av.Packet, offset: int) -> None:
+def _rescale_to_ts(packet: av.Packet[Any], offset: int) -> None:
     """Move a packet onto the 90 kHz MPEG-TS clock, shifted by ``offset`` ticks."""
     tb = packet.time_base
     for attr in ("pts", "dts"):
@@ -393,7 +394,7 @@ def make_ts(path: Path, spec: MediaSpec) -> Path:
             vstream = out.add_stream("libx264", rate=spec.fps)
             vstream.width, vstream.height, vstream.pix_fmt = spec.width, spec.height, "yuv420p"
             vstream.codec_context.time_base = Fraction(1, spec.fps)
-            opts = {
+            opts: dict[str, object] = {
                 "preset": spec.preset,
                 "crf": str(spec.crf),
                 # Keyframes are forced by _keyframes(); keyint is only a backstop.
@@ -408,7 +409,7 @@ def make_ts(path: Path, spec: MediaSpec) -> Path:
             astream.codec_context.time_base = Fraction(1, spec.sample_rate)
             astream.bit_rate = spec.audio_bitrate_per_channel * spec.channels
 
-        def mux(packets: list[av.Packet]) -> None:
+        def mux(packets: list[av.Packet[Any]]) -> None:
             for p in packets:
                 if p.pts is not None and p.pts < 0:  # AAC priming: see module docstring
                     continue

@@ -22,7 +22,8 @@ NULL_PACKET = bytes([0x47, 0x1F, 0xFF, 0x10]) + bytes(184)
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def pcr_times(data: bytes) -> np.ndarray:
@@ -37,7 +38,8 @@ def pcr_times(data: bytes) -> np.ndarray:
     b = packets[rows, 6:11].astype(np.int64)
     base = (b[:, 0] << 25) | (b[:, 1] << 17) | (b[:, 2] << 9) | (b[:, 3] << 1) | (b[:, 4] >> 7)
     pcr_s = (base - base[0]) / 90000.0
-    return np.interp(np.arange(len(packets)), rows, pcr_s)
+    due_s: np.ndarray = np.interp(np.arange(len(packets)), rows, pcr_s)
+    return due_s
 
 
 class UdpSender:

@@ -42,11 +42,11 @@ class Backoff:
     @property
     def ceiling_s(self) -> float:
         """The next wait before jitter."""
-        return min(self.max_s, self.first_s * 2 ** min(self.failures, 30))
+        return min(self.max_s, self.first_s * 2.0 ** min(self.failures, 30))
 
     def next_s(self) -> float:
         """One more failure: the wait before the next try."""
-        wait_s = self.ceiling_s * random.uniform(*self.spread)
+        wait_s: float = self.ceiling_s * random.uniform(*self.spread)
         self.failures += 1
         return wait_s
 

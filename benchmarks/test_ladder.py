@@ -1,7 +1,7 @@
 """What comparing the renditions of a ladder costs, per extra rendition, against its decode.
 
 Each pass decodes the benchmark clip (video only, one decoder thread) and hands each picture
-to a ``LadderComparator`` as a live session would, under the names of two renditions or, in
+to a ``RenditionMismatchCheck`` as a live session would, under the names of two renditions or, in
 the next pass, of three (the same decoded picture under each name, so every comparison
 agrees: the common case). Timers (``time.process_time``) split each pass into the decode
 (demux + ``packet.decode``) and the comparator's calls, so both share the VM's fast and slow
@@ -25,10 +25,10 @@ import av
 import pytest
 
 from benchmarks.clips import broadcast_clip, clip_path
-from monitor.checks.rendition_mismatch import LadderComparator
 from monitor.config import ChannelConfig
 from monitor.decode.media_source import Picture, luma_view
 from monitor.pipeline.channel import ChannelPipeline
+from tests.ladderclips import Ladder
 
 CLIP_S = 12.0
 QUICK_CLIP_S = 1.0
@@ -47,7 +47,7 @@ def one_pass(path: Path, renditions: int) -> tuple[float, float, int]:
     """CPU seconds of the decode and of the comparator, and the instants compared."""
     config = channel()
     pipeline = ChannelPipeline(config, "primary", lambda event: None, audio_streams=[])
-    comparator = LadderComparator(config, "primary", lambda event: None)
+    comparator = Ladder(config, lambda event: None)
     names = [f"r{i}" for i in range(renditions)]
     decode_s = compare_s = 0.0
     with av.open(str(path)) as container:

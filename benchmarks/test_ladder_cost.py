@@ -4,7 +4,7 @@ Three renditions of the benchmark content (1080p25 6 Mbit/s, 720p25 3 Mbit/s, 36
 0.8 Mbit/s, each with AAC stereo), decoded in one process as a live session does: each
 through its own ``MediaSource`` and ``ChannelPipeline`` (black, freeze, silence, presence on
 every rendition), items handed over in presentation order across the renditions, every
-picture also offered to the ``LadderComparator`` (``rendition_mismatch``). Variants:
+picture also offered to the ``RenditionMismatchCheck`` (``rendition_mismatch``). Variants:
 
   top        the 1080p rendition alone (decode + its checks)
   ladder     all three, the smaller two decoding reference pictures only (the default
@@ -27,10 +27,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.clips import broadcast_clip, clip_path
-from monitor.checks.rendition_mismatch import LadderComparator
 from monitor.config import ChannelConfig, default_channel
 from monitor.decode.media_source import AudioChunk, MediaSource, Picture, PictureSelection
 from monitor.pipeline.channel import ChannelPipeline
+from tests.ladderclips import Ladder
 
 CLIP_S = 12.0
 QUICK_CLIP_S = 1.0
@@ -55,9 +55,7 @@ def monitor(paths: dict[str, Path], lower: PictureSelection | None) -> int:
     channel = ladder_channel()
     names = list(paths) if lower is not None else list(paths)[:1]
     comparator = (
-        LadderComparator(channel, "primary", lambda e: None, keyframes=lower != "all")
-        if len(names) > 1
-        else None
+        Ladder(channel, lambda e: None, keyframes=lower != "all") if len(names) > 1 else None
     )
     sources = [
         MediaSource(str(paths[name]), threads=1, pictures="all" if k == 0 else lower or "all")

@@ -33,7 +33,13 @@ import av
 import cv2
 import numpy as np
 
+from monitor.alarms.engine import Emit, Subject, Trackers
+from monitor.checks.base import CheckContext
+from monitor.checks.rendition_mismatch import RenditionMismatchCheck
+from monitor.config import ChannelConfig
+from monitor.decode.media_source import Picture
 from monitor.demo.synth import MediaSpec, Span, frame_indices
+from monitor.pipeline.channel import ChannelPipeline
 from tests.ingest.hlsserver import Rendition, split_ts
 
 LOGO_REGION: tuple[float, float, float, float] = (0.78, 0.06, 0.16, 0.18)
@@ -266,3 +272,24 @@ def hls_ladder(clip: LadderClip, segment_s: float = 1.0) -> list[Rendition]:
         )
         ladder.append(Rendition(rung.name, spec, tuple(segments), tuple(durations)))
     return ladder
+
+
+class Ladder:
+    """A ``RenditionMismatchCheck`` as a live session owns it: trackers on the input, settled
+    at the end, pictures offered after their own rendition's pipeline measured them."""
+
+    def __init__(self, config: ChannelConfig, emit: Emit, keyframes: bool = False) -> None:
+        self.trackers = Trackers(Subject(config.name, "primary", None), emit)
+        context = CheckContext(config, self.trackers.subject, self.trackers)
+        self.check = RenditionMismatchCheck(context, keyframes=keyframes)
+
+    @property
+    def comparisons(self) -> int:
+        return self.check.comparisons
+
+    def picture(self, name: str, picture: Picture, pipeline: ChannelPipeline) -> None:
+        self.check.rendition_picture(name, picture, pipeline.explains_picture())
+
+    def finish(self, end_s: float) -> None:
+        self.check.finish(end_s)
+        self.trackers.finish(end_s)

@@ -18,14 +18,11 @@ import cv2
 import numpy as np
 import pytest
 
-from monitor.alarms.engine import Subject, Trackers
-from monitor.checks.base import CheckContext
-from monitor.checks.rendition_mismatch import RenditionMismatchCheck
 from monitor.config import AlarmRule, ChannelConfig, load_config
 from monitor.decode.media_source import MediaSource, Picture
 from monitor.errors import ConfigError
 from monitor.pipeline.channel import ChannelPipeline
-from tests.ladderclips import FAULTY, ladder_files
+from tests.ladderclips import FAULTY, Ladder, ladder_files
 
 FPS = 25
 SIZES = {"640x360": (640, 360), "384x216": (384, 216), "256x144": (256, 144)}
@@ -117,26 +114,6 @@ def stream(
             arrivals.append((math.floor(t) + lag_s[name], i, name, pic))
     arrivals.sort(key=lambda a: (a[0], a[1]))
     return [(name, pic) for _, _, name, pic in arrivals]
-
-
-class Ladder:
-    """The check as a live session owns it: trackers on the input, settled at the end."""
-
-    def __init__(self, config: ChannelConfig, emit, keyframes: bool = False) -> None:
-        self.trackers = Trackers(Subject(config.name, "primary", None), emit)
-        context = CheckContext(config, self.trackers.subject, self.trackers)
-        self.check = RenditionMismatchCheck(context, keyframes=keyframes)
-
-    @property
-    def comparisons(self) -> int:
-        return self.check.comparisons
-
-    def picture(self, name: str, picture: Picture, pipeline: ChannelPipeline) -> None:
-        self.check.rendition_picture(name, picture, pipeline.explains_picture())
-
-    def finish(self, end_s: float) -> None:
-        self.check.finish(end_s)
-        self.trackers.finish(end_s)
 
 
 def run(

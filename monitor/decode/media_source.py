@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import av
 import av.error
@@ -31,7 +31,8 @@ MPEG_WRAP_TICKS = 1 << 33
 PictureSelection = Literal["all", "reference", "keyframes"]
 """Which pictures a decoder decodes: every one, the reference pictures only (I and P: B
 pictures are skipped, about a third of the cost), or keyframes only (a few percent)."""
-_SKIP_FRAME = {"all": "DEFAULT", "reference": "BIDIR", "keyframes": "NONKEY"}
+SkipFrame = Literal["NONE", "DEFAULT", "NONREF", "BIDIR", "NONINTRA", "NONKEY", "ALL"]
+_SKIP_FRAME: dict[str, SkipFrame] = {"all": "DEFAULT", "reference": "BIDIR", "keyframes": "NONKEY"}
 FIRST_SPARSE_GAP_S = {"reference": 0.2, "keyframes": 2.0}
 """How long the first picture of a sparse selection stands for, before gaps are measured."""
 
@@ -78,7 +79,8 @@ class AudioChunk:
 
     @property
     def duration_s(self) -> float:
-        return self.samples.shape[1] / self.sample_rate
+        samples: int = self.samples.shape[1]
+        return samples / self.sample_rate
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,10 @@ def luma_view(frame: av.VideoFrame, bits: int | None = None) -> np.ndarray:
         bits = frame.format.components[0].bits
     dtype = _U8 if bits <= 8 else _U16
     stride = plane.line_size // dtype.itemsize
-    y = np.frombuffer(plane, dtype, count=stride * frame.height).reshape(frame.height, stride)
-    y = y[:, : frame.width]
+    # The planes support the buffer protocol; PyAV's type stubs do not say so.
+    buffer: Any = plane
+    y: np.ndarray = np.frombuffer(buffer, dtype, count=stride * frame.height)
+    y = y.reshape(frame.height, stride)[:, : frame.width]
     # The buffer may be one the decoder still references: never write through the view.
     y.flags.writeable = False
     return y
@@ -274,7 +278,7 @@ class MediaSource:
             cc.skip_frame = _SKIP_FRAME[self.pictures]
         self._audio_index = {s.index: i for i, s in enumerate(self.audio_streams)}
         start = c.start_time
-        self.origin_s = start / av.time_base if start is not None else None
+        self.origin_s: float | None = start / av.time_base if start is not None else None
         if self._timeline_start_s is not None:
             self.origin_s = None  # set from the first frame, so that it lands at timeline_start_s
         self._timelines = {s.index: self._timeline(s) for s in self.streams}
@@ -291,7 +295,8 @@ class MediaSource:
 
     @property
     def streams(self) -> list[av.stream.Stream]:
-        return ([self.video_stream] if self.video_stream else []) + self.audio_streams
+        streams: list[av.stream.Stream] = [self.video_stream] if self.video_stream else []
+        return streams + list(self.audio_streams)
 
     def stream_infos(self) -> list[StreamInfo]:
         infos = []
@@ -302,11 +307,11 @@ class MediaSource:
             desc = f"{cc.name} {cc.width}x{cc.height}{fps}"
             infos.append(StreamInfo("video", 0, cc.name, desc))
         for i, s in enumerate(self.audio_streams):
-            cc = s.codec_context
-            names = tuple(ch.name for ch in cc.layout.channels) if cc.layout else ()
+            acc = s.codec_context
+            names = tuple(ch.name for ch in acc.layout.channels) if acc.layout else ()
             lang = s.metadata.get("language")
-            desc = f"{cc.name} {len(names) or cc.channels}ch {cc.sample_rate} Hz"
-            infos.append(StreamInfo("audio", i, cc.name, desc, lang, names))
+            desc = f"{acc.name} {len(names) or acc.channels}ch {acc.sample_rate} Hz"
+            infos.append(StreamInfo("audio", i, acc.name, desc, lang, names))
         return infos
 
     def __enter__(self) -> MediaSource:
@@ -342,7 +347,7 @@ class MediaSource:
                 # Plain branches, no generator per frame: this loop runs ~70 times a second.
                 if type(frame) is av.VideoFrame:
                     yield self._picture(frame, stream)
-                elif frame.samples and frame.sample_rate:
+                elif isinstance(frame, av.AudioFrame) and frame.samples and frame.sample_rate:
                     chunk = self._audio(frame, stream)
                     if chunk is not None:
                         yield chunk
@@ -367,7 +372,8 @@ class MediaSource:
         if self.origin_s is None:
             # No container start time (raw or live streams): the first timestamp seen is the
             # origin, placed at timeline_start_s when the caller continues a timeline.
-            first = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+            pts, base = frame.pts, frame.time_base
+            first = float(pts * base) if pts is not None and base is not None else 0.0
             self.origin_s = first - (self._timeline_start_s or 0.0)
         return self.origin_s
 
@@ -431,7 +437,8 @@ class MediaSource:
         if frame.format.name == "fltp":
             # Views of the planes (no copy); AudioBatch copies them once into its block.
             n = frame.samples
-            samples = [np.frombuffer(plane, np.float32, count=n) for plane in frame.planes]
+            planes: list[Any] = list(frame.planes)  # buffers, as above
+            samples = [np.frombuffer(plane, np.float32, count=n) for plane in planes]
         else:
             resampler = self._resamplers.get(stream.index)
             if resampler is None:

@@ -31,6 +31,9 @@ class SilenceSettings:
     """Level of a block: its sample peak (FFmpeg's rule) or its RMS."""
     block_ms: Annotated[float, Interval(ge=1.0, le=1000.0)] = 10.0
     """Length of the measured blocks: the time resolution of onsets and ends."""
+    ignore_channels: tuple[str, ...] = ("LFE",)
+    """Channels never judged, by the layout's names (FFmpeg's: FL, FR, FC, LFE, BL, BR, SL,
+    SR, ...). The LFE of most programmes is silent by design; ``[]`` judges every channel."""
 
 
 @dataclass(frozen=True, slots=True)

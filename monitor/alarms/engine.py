@@ -106,14 +106,22 @@ class Phase(Enum):
 Emit = Callable[[AlarmEvent], None]
 Merge = Callable[[Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]]
 
-InheritKey = tuple[str, Subject, Any, Any, Any]
+InheritKey = tuple[str, Subject, Any, Any, Any, Any]
 
 
 def _inherit_key(alarm: str, subject: Subject, detail: Mapping[str, Any] | None) -> InheritKey:
-    # An audio stream (silence, audio_missing, loudness), a transport subject (PID, rendition)
-    # or a graphic tells apart the several trackers of one alarm on one subject.
+    # An audio stream (silence, audio_missing, loudness) and its channel (silence), a
+    # transport subject (PID, rendition) or a graphic tells apart the several trackers of one
+    # alarm on one subject.
     detail = detail or {}
-    return (alarm, subject, detail.get("stream"), detail.get("subject"), detail.get("graphic"))
+    return (
+        alarm,
+        subject,
+        detail.get("stream"),
+        detail.get("audio_channel"),
+        detail.get("subject"),
+        detail.get("graphic"),
+    )
 
 
 class Inheritance:

@@ -26,7 +26,7 @@ from failover.agent.settings import (
 )
 from monitor.config.load import broker_section, load_document
 from monitor.config.model import MqttConfig
-from monitor.config.schema import Name, Section, Version, validated
+from monitor.config.schema import ChannelName, Name, Section, Version, validated
 from monitor.config.yaml_lines import KeyPath, YamlDocument
 from monitor.util.mqtt_connection import BrokerSettings
 
@@ -104,7 +104,7 @@ class _Action(Section):
 
 
 class _Channel(Section):
-    name: Name
+    name: ChannelName
     inputs: Annotated[dict[StrictStr, InputValue], Field(min_length=1)]
     initial: Name | None = None
     action: _Action

@@ -30,6 +30,7 @@ from monitor.config.model import (
     ThumbnailConfig,
 )
 from monitor.config.schema import (
+    ChannelName,
     Name,
     RowStep,
     Section,
@@ -166,7 +167,7 @@ class _Defaults(Section):
 
 
 class _Channel(Section):
-    name: Name
+    name: ChannelName
     inputs: _Inputs
     row_step: RowStep = None
     detectors: _Detectors = Field(default_factory=_Detectors)

@@ -174,6 +174,21 @@ def _name(name: str) -> str:
     return name
 
 
+RESERVED_CHANNEL_NAMES = frozenset({"daemon", "agents"})
+"""Topic levels under the prefix that are not channels: ``<prefix>/daemon/status`` (the
+daemon's own status) and ``<prefix>/agents/<id>/status`` (the failover agents')."""
+
+
+def _channel_name(name: str) -> str:
+    _name(name)
+    if name in RESERVED_CHANNEL_NAMES:
+        taken = ", ".join(sorted(RESERVED_CHANNEL_NAMES))
+        raise ValueError(
+            f"'{name}' is reserved: its MQTT topics are streamqc's own (reserved: {taken})"
+        )
+    return name
+
+
 def _version(version: object) -> int:
     if type(version) is not int or version != 1:
         raise ValueError("must be 1, the only format version so far")
@@ -200,4 +215,5 @@ Version = Annotated[int, PlainValidator(_version)]
 Url = Annotated[StrictStr, AfterValidator(_url)]
 Workers = Annotated[int | None, PlainValidator(_workers)]
 Name = Annotated[StrictStr, AfterValidator(_name)]
+ChannelName = Annotated[StrictStr, AfterValidator(_channel_name)]
 RowStep = Annotated[int | None, PlainValidator(_row_step)]

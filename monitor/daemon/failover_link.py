@@ -78,6 +78,7 @@ class FailoverLink:
         self.log = log
         self.policy = Policy(channel.failover, channel.name, clock_iso=_iso_at)
         self.alarms: dict[str, AlarmEvent] = {}  # the policy's own, active, by name
+        self._raised: dict[tuple[str, str], set[str]] = {}  # (input, alarm) → active ids
         self.trackers = Trackers(Subject(channel.name, FAILOVER_INPUT, None), self._emitted)
         context = CheckContext(channel, self.trackers.subject, self.trackers)
         self.checks = [c for c in build_checks("channel", context) if isinstance(c, ChannelCheck)]
@@ -101,10 +102,19 @@ class FailoverLink:
     # --- events in --------------------------------------------------------------------------
 
     def alarm(self, event: AlarmEvent) -> None:
+        """An input's alarm changed. The policy knows alarms by name per input; several
+        alarms of one name (one per audio channel, stream or rendition) are one to it: raised
+        with the first, cleared with the last."""
         if event.input == FAILOVER_INPUT:
             return
-        active = event.state == "raised"
-        self._apply(AlarmChanged(time.monotonic(), event.input, event.alarm, active))
+        ids = self._raised.setdefault((event.input, event.alarm), set())
+        was = bool(ids)
+        if event.state == "raised":
+            ids.add(event.id)
+        else:
+            ids.discard(event.id)
+        if bool(ids) != was:
+            self._apply(AlarmChanged(time.monotonic(), event.input, event.alarm, bool(ids)))
 
     def tick(self) -> None:
         self._apply(Tick(time.monotonic()))

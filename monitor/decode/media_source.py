@@ -76,6 +76,9 @@ class AudioChunk:
     samples: np.ndarray  # (channels, n) float32
     pts_s: float
     sample_rate: int
+    channel_names: tuple[str, ...] = ()
+    """The decoded layout's channel names (FL, FR, FC, LFE, ...), when it has them: a stream's
+    layout may only be known from its frames (AC-3 in MPEG-TS)."""
 
     @property
     def duration_s(self) -> float:
@@ -455,6 +458,8 @@ class MediaSource:
             batch = self._batches[stream.index] = AudioBatch(
                 self._audio_index[stream.index], self.audio_block_s
             )
+        if len(batch.channel_names) != len(samples):
+            batch.channel_names = tuple(ch.name for ch in frame.layout.channels)
         closed = batch.close_if_discontinuous(len(samples), pts_s, frame.sample_rate)
         full = batch.add(samples, pts_s, frame.sample_rate)
         if closed is not None:
@@ -497,6 +502,7 @@ class AudioBatch:
         self._samples = 0
         self._rate = 0
         self._channels = 0
+        self.channel_names: tuple[str, ...] = ()
 
     def close_if_discontinuous(self, channels: int, pts_s: float, rate: int) -> AudioChunk | None:
         """Close the open block when the next frame does not continue it."""
@@ -532,7 +538,8 @@ class AudioBatch:
             offset += n
         self._parts = []
         self._samples = 0
-        return AudioChunk(self.stream, block, self._start_s, self._rate)
+        names = self.channel_names if len(self.channel_names) == self._channels else ()
+        return AudioChunk(self.stream, block, self._start_s, self._rate, names)
 
 
 def ffmpeg_reason(exc: av.error.FFmpegError) -> str:

@@ -126,13 +126,43 @@ def test_logo_over_black_is_still_black_with_its_region_ignored(media, streamqc,
 
 
 def test_one_dead_channel_of_five_one_is_named(media, streamqc):
-    path = media(MediaSpec(duration_s=8.0, channels=6, mute_channel=((Span(2.0, 6.0), 3),)))
+    path = media(MediaSpec(duration_s=8.0, channels=6, mute_channel=((Span(2.0, 6.0), 2),)))
     run = streamqc("analyze", str(path))
     raised = [e for e in run.events if e["state"] == "raised"]
     assert [e["alarm"] for e in raised] == ["silence"]
-    assert raised[0]["detail"]["channels"] == [3]
+    assert raised[0]["detail"]["channels"] == [2]
+    assert raised[0]["detail"]["audio_channel"] == 2
     assert raised[0]["detail"]["channel_count"] == 6
-    assert raised[0]["detail"]["channel_names"] == ["LFE"]
+    assert raised[0]["detail"]["channel_names"] == ["FC"]
+
+
+def test_a_silent_lfe_raises_nothing_unless_it_is_judged(media, streamqc, tmp_path):
+    path = media(MediaSpec(duration_s=8.0, channels=6, mute_channel=((Span(2.0, 6.0), 3),)))
+    assert streamqc("analyze", str(path)).events == []
+    config = tmp_path / "lfe.yaml"
+    config.write_text(
+        "version: 1\nsite: t\nchannels:\n  - name: c\n    inputs: {primary: {url: x}}\n"
+        "    detectors: {silence: {ignore_channels: []}}\n"
+    )
+    run = streamqc("analyze", str(path), "--config", str(config))
+    raised = [e for e in run.events if e["state"] == "raised"]
+    assert [(e["alarm"], e["detail"]["channel_names"]) for e in raised] == [("silence", ["LFE"])]
+
+
+def test_a_channel_falling_silent_while_another_is_raises_its_own_alarm(media, streamqc):
+    spans = ((Span(2.0, 9.0), 0), (Span(4.0, 7.0), 2))  # FL, then the centre (dialogue) too
+    path = media(MediaSpec(duration_s=10.0, channels=6, mute_channel=spans))
+    run = streamqc("analyze", str(path))
+    edges = [
+        (e["state"], e["detail"]["channel_names"], round(e["end"] if e["end"] else e["start"], 1))
+        for e in run.events
+    ]
+    assert edges == [
+        ("raised", ["FL"], 2.0),
+        ("raised", ["FC"], 4.0),
+        ("cleared", ["FC"], 7.0),
+        ("cleared", ["FL"], 9.0),
+    ]
 
 
 def test_stream_without_audio_is_analysed_with_a_warning_and_audio_missing(media, streamqc):

@@ -93,11 +93,16 @@ ERRORS = {
         ),
         "x.yaml:9: channels[1].detectors.freeze.noise_db: must be <= 0, got 3",
     ),
+    "a channel named like one of streamqc's own topics is refused": (
+        doc("version: 1", "site: london", "channels:", "  - name: daemon", "    inputs: {}"),
+        "x.yaml:4: channels[0].name: 'daemon' is reserved: its MQTT topics are streamqc's own "
+        "(reserved: agents, daemon), got 'daemon'",
+    ),
     "misspelt key suggests the closest known key and lists them all": (
         doc(*ONE_CHANNEL, "    detectors:", "      silence: {treshold: -50}"),
         "x.yaml:8: channels[0].detectors.silence: unknown key 'treshold', did you mean "
         "'threshold_db'? (known: enabled, raise_after, clear_after, severity, threshold_db, "
-        "measure, block_ms)",
+        "measure, block_ms, ignore_channels)",
     ),
     "unknown key with nothing close lists the known keys": (
         doc(*ONE_CHANNEL, "    colour: red"),

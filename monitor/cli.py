@@ -20,6 +20,7 @@ from monitor.config import Config, default_channel, load_config, parse_duration
 from monitor.errors import ConfigError, InputError, StreamqcError
 from monitor.pipeline.analyze import AnalysisSummary, analyze
 from monitor.pipeline.live_session import LiveSession, LiveSummary, is_live_url
+from monitor.version import streamqc_version
 
 EXIT_INPUT = 1
 EXIT_CONFIG = 2
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="streamqc",
         description="Real-time stream QC: black, freeze, silence and more, as alarm events.",
     )
+    parser.add_argument("--version", action="version", version=f"streamqc {streamqc_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(

@@ -34,6 +34,9 @@ SECRET_KEYS = ("password", "passphrase", "secret", "token")
 
 _FIRST_KEYS = ("timestamp", "level", "logger", "event")
 
+JOURNAL_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+"""syslog priorities (RFC 5424) of our levels, for the ``<N>`` prefix journald reads."""
+
 
 def configure_logging(
     *, json: bool | None = None, level: str = "info", stream: TextIO | None = None
@@ -56,6 +59,8 @@ def configure_logging(
             colors=tty and not os.environ.get("NO_COLOR"),  # https://no-color.org
             exception_formatter=structlog.dev.plain_traceback,
         )
+    if _to_journal(stream):
+        renderer = _with_priority(renderer)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -123,6 +128,29 @@ def _first_keys(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> 
     ordered = {key: event_dict.pop(key) for key in _FIRST_KEYS if key in event_dict}
     ordered.update(event_dict)
     return ordered
+
+
+def _to_journal(stream: TextIO) -> bool:
+    """``stream`` is connected to journald: systemd sets ``JOURNAL_STREAM=<dev>:<inode>`` of
+    the stream it gave the service (``sd_journal_stream_fd(3)``)."""
+    journal = os.environ.get("JOURNAL_STREAM", "")
+    device, _, inode = journal.partition(":")
+    try:
+        info = os.fstat(stream.fileno())
+        return (info.st_dev, info.st_ino) == (int(device), int(inode))
+    except (AttributeError, OSError, ValueError):  # no file behind it, or no journal
+        return False
+
+
+def _with_priority(renderer: Processor) -> Processor:
+    """Each line prefixed ``<N>`` with its syslog priority, so ``journalctl -p warning``
+    finds the warnings (journald's ``SyslogLevelPrefix=``, on by default)."""
+
+    def render(logger: WrappedLogger, method: str, event_dict: EventDict) -> Any:
+        priority = JOURNAL_PRIORITY.get(str(event_dict.get("level")), 6)
+        return f"<{priority}>{renderer(logger, method, event_dict)}"
+
+    return render
 
 
 def _level_number(level: str) -> int:

@@ -93,6 +93,11 @@ ERRORS = {
         ),
         "x.yaml:9: channels[1].detectors.freeze.noise_db: must be <= 0, got 3",
     ),
+    "an unquoted time of day (YAML's base-60 number) says to quote it": (
+        doc(*ONE_CHANNEL, "    detectors:", "      loudness: {reset_at: 6:30}"),
+        "x.yaml:8: channels[0].detectors.loudness.reset_at: must be a string, got 390 "
+        "(YAML reads an unquoted 6:30 as 390: quote it)",
+    ),
     "a channel named like one of streamqc's own topics is refused": (
         doc("version: 1", "site: london", "channels:", "  - name: daemon", "    inputs: {}"),
         "x.yaml:4: channels[0].name: 'daemon' is reserved: its MQTT topics are streamqc's own "

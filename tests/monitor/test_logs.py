@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 import warnings
 
@@ -185,3 +186,29 @@ def test_json_can_be_forced_on_a_terminal(restore_logging):
     configure_logging(json=True, stream=terminal)
     get_logger().info("hello")
     assert json.loads(terminal.getvalue())["event"] == "hello"
+
+
+def test_lines_to_journald_carry_their_syslog_priority(restore_logging, monkeypatch, tmp_path):
+    """systemd names the stream it gave the service in JOURNAL_STREAM; journald reads a
+    leading <N> as the line's priority, so journalctl -p warning finds the warnings."""
+    with open(tmp_path / "journal", "w+", encoding="utf-8") as stream:
+        info = os.fstat(stream.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{info.st_dev}:{info.st_ino}")
+        configure_logging(stream=stream, json=True)
+        log = get_logger(channel="news")
+        log.info("started")
+        log.warning("mqtt disconnected")
+        log.error("worker failed")
+        stream.flush()
+        lines = (tmp_path / "journal").read_text().splitlines()
+    assert [line[:3] for line in lines] == ["<6>", "<4>", "<3>"]
+    assert json.loads(lines[1][3:])["event"] == "mqtt disconnected"
+
+
+def test_lines_to_another_stream_have_no_priority_prefix(restore_logging, monkeypatch, tmp_path):
+    monkeypatch.setenv("JOURNAL_STREAM", "1:2")  # the service's stream, not this file
+    with open(tmp_path / "log", "w+", encoding="utf-8") as stream:
+        configure_logging(stream=stream, json=True)
+        get_logger().warning("x")
+        stream.flush()
+    assert json.loads((tmp_path / "log").read_text())["event"] == "x"

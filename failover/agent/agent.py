@@ -152,6 +152,7 @@ class Agent:
         notify: Notify | None = None,
         host: str | None = None,
         actions: Mapping[str, Action] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """``delays`` makes the waits between an encoder's restarts; ``actions`` replaces the
         configured action of the channels it names (tests)."""
@@ -160,6 +161,7 @@ class Agent:
         self._log = log
         self._notify = notify
         self._host = host or socket.gethostname()
+        self._clock = clock
         self._status_topic = agent_status_topic(settings.prefix, settings.agent_id)
         self._started = utc_now()
         self._online = True
@@ -331,7 +333,14 @@ class Agent:
             self._send_ack(topic, ack)
             return
         inputs = channel.settings.inputs
-        if command.channel != channel.name:
+        age_s = self._age_s(command)
+        if age_s is not None and age_s > self.settings.max_command_age_s:
+            why = (
+                f"stale: issued {age_s:.0f} s ago, at {command.issued_at} (max_command_age "
+                f"{self.settings.max_command_age_s:g} s)"
+            )
+            self._answer(channel, command, "rejected", why)
+        elif command.channel != channel.name:
             why = f"command for channel '{command.channel}' came on the topic of '{channel.name}'"
             self._answer(channel, command, "rejected", why)
         elif command.to not in inputs:
@@ -349,6 +358,16 @@ class Agent:
             )
             self._answer(channel, command, "accepted", detail)
             channel.queue.put_nowait(command)
+
+    def _age_s(self, command: Command) -> float | None:
+        """Seconds since the command was issued, by its ``issued_at``; None if unreadable."""
+        try:
+            issued = datetime.fromisoformat(command.issued_at.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if issued.tzinfo is None:
+            issued = issued.replace(tzinfo=UTC)
+        return self._clock() - issued.timestamp()
 
     async def _work(self, channel: _Channel) -> None:
         """Runs the channel's commands one at a time, in the order they came."""

@@ -146,6 +146,10 @@ class AgentSettings:
     """Command ids (and their last ack) kept to recognise a redelivered command."""
     max_queued: Annotated[int, Ge(1)] = 8
     """Commands of one channel waiting behind a switch in progress; more are rejected."""
+    max_command_age_s: Annotated[float, Gt(0.0)] = 30.0
+    """A command issued longer ago than this is rejected, not run: a switch redelivered
+    minutes late (QoS 1 after a broker or agent restart) could take a healthy channel off
+    air. Needs the daemon's and the agent's clocks in step (NTP)."""
 
     def __post_init__(self) -> None:
         check_ranges(self)

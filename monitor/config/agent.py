@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+from annotated_types import Gt
 from pydantic import Field, PlainValidator, StrictStr, model_validator
 
 from failover.agent.settings import (
@@ -26,7 +27,14 @@ from failover.agent.settings import (
 )
 from monitor.config.load import broker_section, load_document
 from monitor.config.model import MqttConfig
-from monitor.config.schema import ChannelName, Name, Section, Version, validated
+from monitor.config.schema import (
+    ChannelName,
+    Name,
+    Section,
+    Version,
+    parse_duration,
+    validated,
+)
 from monitor.config.yaml_lines import KeyPath, YamlDocument
 from monitor.util.mqtt_connection import BrokerSettings
 
@@ -116,6 +124,7 @@ class _AgentFile(Section):
     agent_id: Name | None = None
     mqtt: _Mqtt
     state_dir: StrictStr | None = None
+    max_command_age: Annotated[float, PlainValidator(parse_duration), Gt(0.0)] | None = None
     channels: Annotated[list[_Channel], Field(min_length=1)]
 
 
@@ -170,5 +179,6 @@ def _build(spec: _AgentFile, document: YamlDocument) -> AgentConfig:
         prefix=mqtt.prefix or f"streamqc/{spec.site}",
         channels=tuple(channels),
         state_file=str(state_dir / STATE_FILE),
+        **({} if spec.max_command_age is None else {"max_command_age_s": spec.max_command_age}),
     )
     return AgentConfig(settings, mqtt, spec.site, document.source)

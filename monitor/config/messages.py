@@ -44,8 +44,6 @@ def _describe(details: ErrorDetails) -> tuple[KeyPath, str, KeyPath]:
     if kind == "string_type" and type(value) is int and value >= 60:
         # YAML 1.1 reads an unquoted 6:30 as a base-60 number (390).
         message += f" (YAML reads an unquoted {value // 60}:{value % 60:02d} as {value}: quote it)"
-    elif kind == "string_type" and type(value) in (int, float, bool):
-        message += " (quote it to make it a string)"
     return path, message, path
 
 

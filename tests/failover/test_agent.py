@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -98,13 +99,21 @@ class AgentProcess:
         assert "Traceback" not in self.log(), self.log()
 
 
-def send(port: int, channel: str, to: str, *, command_id: str | None = None) -> Command:
+def iso_ago(seconds: float) -> str:
+    """UTC ISO 8601 of ``seconds`` ago, as the daemon writes ``issued_at``."""
+    at = datetime.now(UTC) - timedelta(seconds=seconds)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def send(
+    port: int, channel: str, to: str, *, command_id: str | None = None, age_s: float = 0.0
+) -> Command:
     command = Command(
         command_id=command_id or uuid.uuid4().hex,
         channel=channel,
         to=to,
         reason=("black",),
-        issued_at="2025-01-01T00:00:00.000Z",
+        issued_at=iso_ago(age_s),
     )
     publish(port, command_topic(PREFIX, channel), command.to_json())
     return command
@@ -649,7 +658,7 @@ def test_an_http_error_status_fails_the_switch_with_the_answer(
 def test_a_misrouted_command_is_rejected_and_an_invalid_one_ignored(
     agent: AgentProcess, broker: Mosquitto, sub: Subscriber
 ) -> None:
-    misrouted = Command("c-misrouted", "other", "backup", ("black",), "2025-01-01T00:00:00Z")
+    misrouted = Command("c-misrouted", "other", "backup", ("black",), iso_ago(0))
     publish(broker.port, command_topic(PREFIX, "scripted"), misrouted.to_json())
     ack = wait_ack(sub, dataclasses.replace(misrouted, channel="scripted"), "rejected")
     assert ack.detail == "command for channel 'other' came on the topic of 'scripted'"
@@ -659,6 +668,19 @@ def test_a_misrouted_command_is_rejected_and_an_invalid_one_ignored(
     eventually(lambda: any(line["event"] == event for line in agent.lines()), what=event)
     line = next(line for line in agent.lines() if line["event"] == event)
     assert (line["channel"], line["reason"]) == ("scripted", "command: command_id: missing")
+
+
+def test_a_command_issued_too_long_ago_is_rejected_and_not_run(
+    agent: AgentProcess, broker: Mosquitto, sub: Subscriber
+) -> None:
+    """A switch redelivered minutes late (QoS 1 after a restart) must not take a healthy
+    channel off air: older than max_command_age (30 s by default), it is refused."""
+    stale = send(broker.port, "scripted", "backup", age_s=95.0)
+    ack = wait_ack(sub, stale, "rejected")
+    assert ack.detail.startswith("stale: issued 95 s ago, at "), ack.detail
+    assert ack.detail.endswith("(max_command_age 30 s)"), ack.detail
+    fresh = send(broker.port, "scripted", "backup", age_s=5.0)
+    assert wait_ack(sub, fresh, "done").status == "done"
 
 
 # --- Configuration ------------------------------------------------------------------------------
@@ -820,7 +842,16 @@ def test_the_agent_example_loads_and_documents_every_key() -> None:
             if section is MqttConfig and spec.name in DAEMON_ONLY_MQTT_KEYS:
                 continue
             assert f"{spec.name.removesuffix('_s')}:" in text, spec.name
-    for key in ("version", "site", "agent_id", "state_dir", "inputs", "initial", "action"):
+    for key in (
+        "version",
+        "site",
+        "agent_id",
+        "state_dir",
+        "max_command_age",
+        "inputs",
+        "initial",
+        "action",
+    ):
         assert f"{key}:" in text, key
 
 

@@ -148,7 +148,10 @@ def _with_priority(renderer: Processor) -> Processor:
 
     def render(logger: WrappedLogger, method: str, event_dict: EventDict) -> Any:
         priority = JOURNAL_PRIORITY.get(str(event_dict.get("level")), 6)
-        return f"<{priority}>{renderer(logger, method, event_dict)}"
+        line = renderer(logger, method, event_dict)
+        if isinstance(line, bytes):
+            return b"<%d>%s" % (priority, line)
+        return f"<{priority}>{line}"
 
     return render
 

@@ -179,6 +179,10 @@ def _build(spec: _AgentFile, document: YamlDocument) -> AgentConfig:
         prefix=mqtt.prefix or f"streamqc/{spec.site}",
         channels=tuple(channels),
         state_file=str(state_dir / STATE_FILE),
-        **({} if spec.max_command_age is None else {"max_command_age_s": spec.max_command_age}),
+        max_command_age_s=(
+            AgentSettings.max_command_age_s
+            if spec.max_command_age is None
+            else spec.max_command_age
+        ),
     )
     return AgentConfig(settings, mqtt, spec.site, document.source)

@@ -36,7 +36,7 @@ class MqttSink:
         will_payload: bytes,
         log: Callable[..., None],
         backoff_first_s: float = 0.5,
-        backoff_max_s: float = 30.0,
+        backoff_max_s: float = 2.0,
         timeout_s: float = 10.0,
         in_flight: int = 32,
         transient_max: int = 16,

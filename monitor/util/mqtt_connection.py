@@ -7,6 +7,11 @@ start-up, so a bad path is a ConfigError then and not a reconnect loop later.
 message to its handler and runs its owner's session (what it publishes) until the connection
 fails; then it waits out a ``Backoff`` and connects again, until its owner is closing. A
 connection that was up for ``backoff.max_s`` or more starts its next outage's backoff small.
+
+Recovery after an outage is bounded by the backoff's ``max_s`` (2 s by default: one connect
+attempt every 1-2 s while the broker is away, which any broker carries) plus the connect
+itself, and a connect that gets no answer (a path that drops packets) gives up after
+``CONNECT_TIMEOUT_S`` instead of waiting for the broker's or TCP's own timeouts.
 """
 
 from __future__ import annotations
@@ -112,6 +117,9 @@ def _load(key: str, path: str, load: Callable[[], None]) -> None:
         raise ConfigError(f"{key}: cannot read {path}: {error.strerror}") from None
 
 
+CONNECT_TIMEOUT_S = 5.0
+"""TCP, TLS and CONNACK together; paho's own TCP connect timeout is the same."""
+
 Handler = Callable[[aiomqtt.Message], None]
 Session = Callable[[aiomqtt.Client], Awaitable[None]]
 """What one connection is for: publish until closing (return) or until it fails (raise)."""
@@ -123,7 +131,7 @@ class MqttConnection:
     Args:
         settings: Where and how to connect.
         log: ``log(event, **fields)`` for a handler that raised.
-        backoff: The waits between tries; default 0.5 s doubling to 30 s, equal jitter.
+        backoff: The waits between tries; default 0.5 s doubling to 2 s, equal jitter.
         timeout_s: Bound of every network wait: CONNACK, PUBACK, DISCONNECT.
         in_flight: QoS 1 messages published before waiting for the first PUBACK.
     """
@@ -139,7 +147,7 @@ class MqttConnection:
     ) -> None:
         self.settings = settings
         self._log = log
-        self.backoff = backoff or Backoff(0.5, 30.0, spread=(0.5, 1.0))
+        self.backoff = backoff or Backoff(0.5, 2.0, spread=(0.5, 1.0))
         self._timeout_s = timeout_s
         self._in_flight = in_flight
         self._handlers: dict[str, Handler] = {}
@@ -184,7 +192,8 @@ class MqttConnection:
         while True:
             up_since_s: float | None = None
             try:
-                async with self._client(will()) as client:
+                async with contextlib.AsyncExitStack() as stack:
+                    client = await self._connect(stack, will())
                     up_since_s = time.monotonic()
                     self._connected = True
                     if self._ever_connected:
@@ -206,6 +215,17 @@ class MqttConnection:
             on_down(reason, delay_s)
             with contextlib.suppress(TimeoutError):  # closing cuts the wait short: one last try
                 await asyncio.wait_for(closing.wait(), delay_s)
+
+    async def _connect(
+        self, stack: contextlib.AsyncExitStack, will: aiomqtt.Will | None
+    ) -> aiomqtt.Client:
+        """A connected client (disconnected when ``stack`` closes), or MqttError."""
+        try:
+            return await asyncio.wait_for(
+                stack.enter_async_context(self._client(will)), CONNECT_TIMEOUT_S
+            )
+        except TimeoutError:
+            raise aiomqtt.MqttError(f"no answer within {CONNECT_TIMEOUT_S:g} s") from None
 
     def _client(self, will: aiomqtt.Will | None) -> aiomqtt.Client:
         settings = self.settings

@@ -148,13 +148,15 @@ class Users:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp: tuple[int, int] | None = None
-        self._users: dict[str, User] = {}
-        self.refresh()
+        self._users = load_users(path)  # none yet: a ConfigError saying how to add one
+        self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        stat = self.path.stat() if self.path.exists() else None
+        return None if stat is None else (stat.st_mtime_ns, stat.st_size)
 
     def refresh(self) -> None:
-        stat = self.path.stat() if self.path.exists() else None
-        stamp = None if stat is None else (stat.st_mtime_ns, stat.st_size)
+        stamp = self._file_stamp()
         if stamp != self._stamp:
             self._users = load_users(self.path)
             self._stamp = stamp

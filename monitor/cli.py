@@ -98,14 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="watch the daemon find faults in live feeds on this machine (--offline: in a file)",
         description="Play three generated channels as live MPEG-TS/UDP feeds on loopback, with "
         "black, a freeze and silence at known times, run the daemon on them (embedded MQTT "
-        "broker, metrics) and print the alarms and status changes arriving over MQTT, then "
+        "broker, metrics, a failover agent) and the NOC web console (its URL and a throw-away "
+        "login are printed), print the alarms and status changes arriving over MQTT, then "
         "what was found against what was injected. Exit 0 when they match, 1 when not, 130 "
-        "when stopped early. Needs nothing but streamqc itself.",
+        "when stopped before --duration. Needs nothing but streamqc itself.",
     )
     p.add_argument(
         "--duration",
         metavar="DUR",
-        help="how long the live demo runs (default 40s; the clips loop every 60 s)",
+        help="how long the live demo runs (default: until Ctrl-C; 40s plays every fault once; "
+        "the clips loop every 60 s)",
     )
     p.add_argument(
         "--offline",
@@ -288,10 +290,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from monitor.demo.offline import run_demo as run_offline  # PyAV encoding only here
 
         return run_offline(keep)
-    from monitor.demo.live import DEFAULT_DURATION_S, run_demo
+    from monitor.demo.live import run_demo
 
     if args.duration is None:
-        return run_demo(DEFAULT_DURATION_S, keep)
+        return run_demo(None, keep)  # until Ctrl-C: time to watch it in the console
     try:
         duration_s = parse_duration(args.duration)
     except ValueError as exc:

@@ -40,6 +40,7 @@ from monitor.console.rules import (
 )
 from monitor.console.settings import ConsoleSettings
 from monitor.console.store import SEVERITIES, AlarmQuery, Store
+from monitor.daemon.sdnotify import Notifier
 from monitor.logs import get_logger
 from monitor.sinks.mqtt import BrokerSettings
 
@@ -75,8 +76,15 @@ def error(status: int, message: str, **headers: str) -> web.Response:
 class Console:
     """The running console: settings, store, broker feed, channel book, sessions, browsers."""
 
-    def __init__(self, settings: ConsoleSettings, broker: BrokerSettings, users: Users) -> None:
+    def __init__(
+        self,
+        settings: ConsoleSettings,
+        broker: BrokerSettings,
+        users: Users,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.settings = settings
+        self.notifier = notifier or Notifier(None)
         self.log = get_logger(component="console")
         self.store = Store(settings.database)
         filters, patterns = subscriptions(settings.prefixes)
@@ -498,7 +506,13 @@ class Console:
             asyncio.create_task(self.feed.run(), name="mqtt"),
             asyncio.create_task(self.push_batches(), name="batches"),
             asyncio.create_task(self.housekeeping(), name="housekeeping"),
+            asyncio.create_task(self.watchdog(), name="watchdog"),
         ]
+        # Ready once listening, not once the broker answers: a broker down at boot must not
+        # get the console killed at the start timeout (it reconnects, and says so in /api/health).
+        self.notifier.ready(
+            f"listening on {scheme}://{self.settings.listen_host}:{self.settings.listen_port}/"
+        )
         try:
             await self.stopping.wait()
         finally:
@@ -508,12 +522,27 @@ class Console:
             for ws in list(self.sockets):
                 with contextlib.suppress(Exception):
                     await ws.close()
+            self.notifier.stopping()
             await runner.cleanup()
             self.store.close()
             self.log.info("console stopped")
 
     def stop(self) -> None:
         self.stopping.set()
+
+    async def watchdog(self) -> None:
+        """systemd's WatchdogSec=: ping from the event loop, so a hung loop gets restarted."""
+        interval_s = self.notifier.watchdog_interval_s
+        if interval_s is None:
+            return
+        while True:
+            self.notifier.watchdog()
+            self.notifier.status(
+                f"{sum(1 for r in self.book.state.channels.values() if r.status)} channels, "
+                f"{len(self.sockets)} browsers, MQTT "
+                + ("connected" if self.feed.connected.is_set() else "reconnecting")
+            )
+            await asyncio.sleep(interval_s / 2)
 
 
 def alarm_query(q: Any) -> AlarmQuery:
@@ -552,9 +581,13 @@ def alarm_query(q: Any) -> AlarmQuery:
 
 async def run_console(settings: ConsoleSettings, broker: BrokerSettings, users: Users) -> int:
     """Serve until SIGTERM / SIGINT."""
-    console = Console(settings, broker, users)
+    notifier = Notifier.from_env()
+    console = Console(settings, broker, users, notifier)
     loop = asyncio.get_running_loop()
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, console.stop)
-    await console.serve()
+    try:
+        await console.serve()
+    finally:
+        notifier.close()
     return 0

@@ -96,9 +96,12 @@ def loop(tmp_path: Path, mosquitto: Mosquitto, e2e_clips: dict[str, Path]) -> It
     assert "Traceback" not in running.console.log(), running.console.log()
 
 
-def shoot(page: Any, folder: Path, name: str) -> Path:
+def shoot(page: Any, folder: Path, name: str, clip: dict[str, int] | None = None) -> Path:
     path = folder / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    if clip is None:
+        page.screenshot(path=str(path), full_page=True)
+    else:
+        page.screenshot(path=str(path), clip=clip)
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(SCREENSHOTS) / path.name)
@@ -138,6 +141,8 @@ def test_an_operator_sees_the_fault_acknowledges_it_and_confirms_the_failover(
         assert news.get_attribute("data-state") == "degraded"
         event = json.loads(raised.payload)
         shoot(jane, tmp_path, "mosaic-fault")
+        # The README's picture: the two tiles and the bar above them, small.
+        shoot(jane, tmp_path, "console-mosaic", clip={"x": 0, "y": 0, "width": 530, "height": 380})
 
         # In the alarm list; acknowledged here, seen acknowledged in another browser.
         jane.goto(f"{base}/alarms")
@@ -189,6 +194,10 @@ def test_an_operator_sees_the_fault_acknowledges_it_and_confirms_the_failover(
         shoot(jane, tmp_path, "channel-request")
         confirm.click()
         jane.locator("#failover-onair", has_text="backup").wait_for(timeout=20_000)
+        jane.wait_for_function(
+            "() => document.querySelector('button.switch[data-to=backup]').disabled", timeout=5_000
+        )
+        assert not jane.locator("button.switch[data-to=primary]").is_disabled()
         assert loop.switched.read_text().split() == ["backup"]
         jane.goto(f"{base}/")
         jane.locator('.tile[data-channel="news"] .onair', has_text="on air: backup").wait_for(

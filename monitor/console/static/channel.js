@@ -33,14 +33,16 @@ function render() {
   if (data.thumbnail_seq) document.getElementById("picture").src = thumbUrl(site, channel, data.thumbnail_seq);
   const byInput = {};
   for (const a of data.alarms) (byInput[a.input] ||= []).push(a);
-  const inputs = Object.keys(data.inputs);
+  // "failover" is the daemon's name for the failover policy's own alarms, not a feed: shown
+  // only when it has some.
+  const inputs = Object.keys(data.inputs).filter((n) => n !== "failover" || byInput[n]);
   document.querySelector("#inputs tbody").replaceChildren(...inputs.map((name) => el("tr",
     { class: `state-${data.inputs[name]}` },
-    el("th", {}, name + (name === data.active_input ? " (on air)" : "")),
+    el("th", {}, name === "failover" ? "failover policy" : name + (name === data.active_input ? " (on air)" : "")),
     el("td", {}, `${(STATES[data.inputs[name]] || STATES.unknown).icon} ${data.inputs[name]}`),
     el("td", {}, (byInput[name] || []).map((a) => `${a.alarm} (${a.severity}, ${duration(nowS() - a.since_s)})`).join(", ") || "none"))));
   renderShelf();
-  drawTimeline(inputs);
+  drawTimeline(inputs.filter((n) => n !== "failover" || data.timeline.some((a) => a.input === n)));
   renderFailover();
   document.querySelector("#audit tbody").replaceChildren(...data.audit.map((a) => el("tr", {},
     el("td", {}, localTime(a.at)), el("td", {}, a.decision), el("td", {}, a.why || ""),
@@ -98,8 +100,10 @@ function renderFailover() {
       el("button", { class: "confirm", disabled: !operator(), onclick: () => act("failover", { action: "confirm", request_id: request.request_id }, `switch to ${request.to} confirmed`) }, `Confirm switch to ${request.to}`),
       el("button", { class: "reject", disabled: !operator(), onclick: () => act("failover", { action: "reject", request_id: request.request_id }, "request rejected") }, "Reject")));
   }
+  const onAir = (f && f.active_input) || data.active_input;
   const switches = inputs.map((name) => el("button", {
-    class: "switch", disabled: !operator(), "data-to": name,
+    class: "switch", disabled: !operator() || name === onAir, "data-to": name,
+    title: name === onAir ? `${name} is on air` : null,
     onclick: () => { if (confirm(`Put ${name} on air for ${channel}?`)) act("failover", { action: "switch", to: name }, `switch to ${name} sent`); },
   }, `Switch to ${name}`));
   rows.push(el("div", { class: "buttons" }, ...switches,
@@ -129,8 +133,9 @@ function drawTimeline(inputs) {
   const g = canvas.getContext("2d");
   g.scale(ratio, ratio);
   g.fillStyle = "#15181c"; g.fillRect(0, 0, width, height);
-  const end = data.now_s, start = end - 86400;
-  const x = (t) => left + (Math.max(start, Math.min(end, t)) - start) / 86400 * (width - left - 10);
+  const span = Number(document.getElementById("range").value);
+  const end = data.now_s, start = end - span;
+  const x = (t) => left + (Math.max(start, Math.min(end, t)) - start) / span * (width - left - 10);
   g.font = "13px system-ui, sans-serif"; g.textBaseline = "middle";
   rows.forEach((name, i) => {
     const y = top + i * rowH;
@@ -145,11 +150,11 @@ function drawTimeline(inputs) {
     g.fillRect(x0, y + 5, x1 - x0, rowH - 10);
   }
   g.fillStyle = "#aaa"; g.textBaseline = "top";
-  for (let h = 0; h <= 24; h += 3) {
-    const t = start + h * 3600;
+  for (let i = 0; i <= 8; i += 1) {
+    const t = start + i * span / 8;
     const px = x(t);
     g.fillRect(px, top + rows.length * rowH, 1, 4);
-    const label = h === 24 ? "now" : new Date(t * 1000).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", hour12: false });
+    const label = i === 8 ? "now" : new Date(t * 1000).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", hour12: false });
     g.fillText(label, Math.min(px - 14, width - 34), top + rows.length * rowH + 6);
   }
 }
@@ -168,4 +173,6 @@ connectLive((message) => {
   }
 }, showLink);
 setInterval(countdown, 1000);
-window.addEventListener("resize", () => data && drawTimeline(Object.keys(data.inputs)));
+const redraw = () => data && drawTimeline(Object.keys(data.inputs).filter((n) => n !== "failover"));
+window.addEventListener("resize", redraw);
+document.getElementById("range").addEventListener("input", redraw);

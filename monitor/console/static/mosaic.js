@@ -104,6 +104,8 @@ function patch(tile, data) {
   if (p.onair.textContent !== onAir + request) {
     p.onair.textContent = onAir + request;
     p.onair.classList.toggle("asking", Boolean(request));
+    // Running on anything but primary is worth a glance: the channel has lost its redundancy.
+    p.onair.classList.toggle("not-primary", Boolean(data.active_input) && data.active_input !== "primary");
   }
   const alarmKey = data.alarms.map((a) => `${a.id}:${a.acked_by || ""}`).join(",");
   if (alarmKey !== tile.alarmKey) {

@@ -94,6 +94,7 @@ class Console:
         self.users = users
         self.sessions = Sessions()
         self.limiter = LoginLimiter()
+        self.hashing = asyncio.Semaphore(2)
         self.sockets: set[web.WebSocketResponse] = set()
         self.secure_cookies = settings.tls is not None
         self.stopping = asyncio.Event()
@@ -224,9 +225,10 @@ class Console:
             self.log.warning("login rate limited", user=name, client=client)
             return self._login_html(429, f"Too many failed logins: try again in {wait_s:.0f} s.",
                                     **{"Retry-After": str(int(wait_s) + 1)})  # fmt: skip
-        user = await asyncio.get_running_loop().run_in_executor(
-            None, self.users.verify, name, password
-        )
+        async with self.hashing:  # scrypt takes 128 MiB a check: two at a time at most
+            user = await asyncio.get_running_loop().run_in_executor(
+                None, self.users.verify, name, password
+            )
         if user is None:
             self.limiter.failed(keys, now())
             self.log.warning("login failed", user=name, client=client)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.mqttbroker import free_port
+from tests.mqttbroker import TlsFiles, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORDS = {"jane": "jane-password-1", "vic": "vic-password-1"}
@@ -22,9 +23,16 @@ ROLES = {"jane": "operator", "vic": "viewer"}
 class ConsoleProcess:
     """A console on a free loopback port reading the broker on ``broker_port``."""
 
-    def __init__(self, folder: Path, broker_port: int, *, extra: str = "") -> None:
+    def __init__(
+        self, folder: Path, broker_port: int, *, extra: str = "", tls: TlsFiles | None = None
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
+        self.tls = tls
+        self.verify: ssl.SSLContext | bool = True
+        if tls is not None:
+            extra += f'tls: {{cert: "{tls.cert}", key: "{tls.key}"}}\n'
+            self.verify = ssl.create_default_context(cafile=str(tls.ca))
         self.port = free_port()
         self.config = folder / "console.yaml"
         self.config.write_text(
@@ -38,7 +46,7 @@ class ConsoleProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def add_users(self) -> None:
         for name, password in PASSWORDS.items():
@@ -62,7 +70,8 @@ class ConsoleProcess:
             if self.process.poll() is not None:
                 raise AssertionError(f"console exited: {self.log()}")
             try:
-                if httpx.get(f"{self.url}/api/health", timeout=1.0).status_code == 200:
+                health = httpx.get(f"{self.url}/api/health", timeout=1.0, verify=self.verify)
+                if health.status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

@@ -328,3 +328,45 @@ def test_history_acks_and_shelves_survive_a_restart(
     recorded = wait(lambda: jane.get("/api/alarms", active=1, shelved=1).json()["alarms"], "second")
     assert [a["id"] for a in recorded] == [second.id] and recorded[0]["shelved"]
     assert channel(jane, "sport")["shelved"]["by"] == "jane"  # type: ignore[index]
+
+
+def test_over_tls_the_cookie_is_secure_and_websockets_check_their_origin(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    import asyncio
+
+    import aiohttp
+    import httpx
+
+    from tests.mqttbroker import make_tls_files
+
+    process = ConsoleProcess(
+        tmp_path / "console", mosquitto.port, tls=make_tls_files(tmp_path / "tls")
+    )
+    process.add_users()
+    process.start()
+    try:
+        login = httpx.post(f"{process.url}/login", verify=process.verify,
+                           data={"username": "jane", "password": "jane-password-1"})  # fmt: skip
+        cookie = login.headers["set-cookie"]
+        assert login.status_code == 303 and "Secure" in cookie and "HttpOnly" in cookie
+        assert "Strict-Transport-Security" in login.headers
+        token = cookie.split(";")[0].split("=", 1)[1]
+
+        async def handshake(origin: str) -> int:
+            async with aiohttp.ClientSession(cookies={"streamqc_session": token}) as http:
+                try:
+                    async with http.ws_connect(
+                        f"wss://127.0.0.1:{process.port}/api/live",
+                        ssl=process.verify,
+                        headers={"Origin": origin},
+                    ) as ws:
+                        first = await ws.receive_json(timeout=10)
+                        return 101 if first["type"] == "snapshot" else 0
+                except aiohttp.WSServerHandshakeError as error:
+                    return error.status
+
+        assert asyncio.run(handshake(process.url)) == 101
+        assert asyncio.run(handshake("https://evil.example")) == 403
+    finally:
+        process.stop()

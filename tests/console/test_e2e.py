@@ -131,6 +131,12 @@ def test_an_operator_sees_the_fault_acknowledges_it_and_confirms_the_failover(
         sport = jane.locator('.tile[data-channel="sport"]')
         assert sport.get_attribute("data-state") == "ok"
         assert "OK" in sport.locator(".band").inner_text()
+        # The text filter hides what does not match, and shows it again.
+        jane.fill("#f-text", "spor")
+        jane.locator('.tile[data-channel="news"]').wait_for(state="hidden", timeout=5_000)
+        assert sport.is_visible()
+        jane.fill("#f-text", "")
+        jane.locator('.tile[data-channel="news"]').wait_for(state="visible", timeout=5_000)
 
         # The black on news's primary: on its tile within moments of being raised.
         raised = sub.wait_for(lambda m: b'"black"' in m.payload and b'"raised"' in m.payload, 60)

@@ -136,6 +136,7 @@ def test_an_operator_sees_the_fault_acknowledges_it_and_confirms_the_failover(
         jane.locator('.tile[data-channel="news"]').wait_for(state="hidden", timeout=5_000)
         assert sport.is_visible()
         jane.fill("#f-text", "")
+        jane.locator("#f-text").blur()
         jane.locator('.tile[data-channel="news"]').wait_for(state="visible", timeout=5_000)
 
         # The black on news's primary: on its tile within moments of being raised.
@@ -148,7 +149,7 @@ def test_an_operator_sees_the_fault_acknowledges_it_and_confirms_the_failover(
         event = json.loads(raised.payload)
         shoot(jane, tmp_path, "mosaic-fault")
         # The README's picture: the two tiles and the bar above them, small.
-        shoot(jane, tmp_path, "console-mosaic", clip={"x": 0, "y": 0, "width": 530, "height": 380})
+        shoot(jane, tmp_path, "console-mosaic", clip={"x": 0, "y": 0, "width": 520, "height": 405})
 
         # In the alarm list; acknowledged here, seen acknowledged in another browser.
         jane.goto(f"{base}/alarms")

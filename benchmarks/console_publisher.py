@@ -97,7 +97,9 @@ def main() -> None:
     slices = int(round(args.status_interval / tick_s))
     thumb_slices = int(round(args.thumbnail_interval / tick_s))
     step = 0
-    next_alarm_s = start_s + rng.expovariate(args.alarm_rate) if args.alarm_rate > 0 else float("inf")
+    next_alarm_s = (
+        start_s + rng.expovariate(args.alarm_rate) if args.alarm_rate > 0 else float("inf")
+    )
     while (now_s := time.time()) - start_s < args.duration:
         for i in range(step % slices, len(channels), slices):
             c = channels[i]
@@ -119,7 +121,9 @@ def main() -> None:
                      "end": None, "channel": c.name, "input": "primary", "rendition": None,
                      "severity": severity, "wallclock": utc(now_s), "id": uuid.uuid4().hex,
                      "detail": {}}  # fmt: skip
-            c.alarms[name] = {k: event[k] for k in ("alarm", "id", "severity", "rendition", "start")}
+            c.alarms[name] = {
+                k: event[k] for k in ("alarm", "id", "severity", "rendition", "start")
+            }
             c.alarms[name] |= {"since": event["wallclock"], "detail": {}}
             c.clear_at_s[name] = now_s + rng.uniform(5.0, 30.0)
             client.publish(f"streamqc/{c.site}/{c.name}/alarms", json.dumps(event), qos=1)

@@ -96,6 +96,9 @@ class Console:
         self.limiter = LoginLimiter()
         self.hashing = asyncio.Semaphore(2)
         self.sockets: set[web.WebSocketResponse] = set()
+        self.watching: dict[web.WebSocketResponse, str] = {}
+        """Session token of each open live connection: a mosaic left open all night keeps its
+        session (an operator at the wall screen must not find it logged out)."""
         self.secure_cookies = settings.tls is not None
         self.stopping = asyncio.Event()
 
@@ -445,12 +448,14 @@ class Console:
         await ws.prepare(request)
         await ws.send_str(self.book.encode_snapshot(now(), self.feed.connected.is_set()))
         self.sockets.add(ws)
+        self.watching[ws] = session_of(request).token
         try:
             async for message in ws:  # the browser sends nothing we act on
                 if message.type == WSMsgType.ERROR:
                     break
         finally:
             self.sockets.discard(ws)
+            self.watching.pop(ws, None)
         return ws
 
     async def push_batches(self) -> None:
@@ -476,6 +481,9 @@ class Console:
             t = now()
             for key in self.book.state.expire_shelves(t):
                 self.book.touch(key, alarms=True)
+            for ws, token in list(self.watching.items()):
+                if self.sessions.get(token, t) is None:  # logged out elsewhere
+                    await ws.close()
             if t - last_prune_s >= PRUNE_EVERY_S:
                 last_prune_s = t
                 pruned = self.store.prune(t - self.settings.history_s)

@@ -370,3 +370,30 @@ def test_over_tls_the_cookie_is_secure_and_websockets_check_their_origin(
         assert asyncio.run(handshake("https://evil.example")) == 403
     finally:
         process.stop()
+
+
+def test_logging_out_ends_the_live_updates_of_that_session(
+    mosquitto: Mosquitto, console: ConsoleProcess
+) -> None:
+    import asyncio
+
+    import aiohttp
+
+    jane = console.client("jane")
+    token = jane.http.cookies["streamqc_session"]
+
+    async def watch_then_log_out() -> str:
+        async with (
+            aiohttp.ClientSession(cookies={"streamqc_session": token}) as http,
+            http.ws_connect(f"ws://127.0.0.1:{console.port}/api/live") as ws,
+        ):
+            assert (await ws.receive_json(timeout=10))["type"] == "snapshot"
+            logout = jane.post("/logout")
+            assert logout.status_code == 200 and logout.json() == {"logged_out": "jane"}
+            while True:  # updates may still be on their way; then the console closes it
+                message = await ws.receive(timeout=15)
+                if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                    return "closed"
+
+    assert asyncio.run(watch_then_log_out()) == "closed"
+    assert jane.get("/api/channels").status_code == 401

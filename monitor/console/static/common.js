@@ -62,8 +62,14 @@ export function connectLive(onMessage, onState) {
       if (typeof message.now_s === "number") clockOffsetS = message.now_s - Date.now() / 1000;
       onMessage(message);
     };
-    ws.onclose = () => {
+    ws.onclose = async () => {
       onState && onState(false);
+      // Closed because the session ended (logged out, console restarted): back to the login.
+      const check = await fetch("/api/session", { credentials: "same-origin" }).catch(() => null);
+      if (check && check.status === 401) {
+        location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+        return;
+      }
       setTimeout(open, delayMs);
       delayMs = Math.min(delayMs * 2, 10000);
     };

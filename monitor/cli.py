@@ -100,14 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="watch the daemon find faults in live feeds on this machine (--offline: in a file)",
         description="Play three generated channels as live MPEG-TS/UDP feeds on loopback, with "
         "black, a freeze and silence at known times, run the daemon on them (embedded MQTT "
-        "broker, metrics) and print the alarms and status changes arriving over MQTT, then "
+        "broker, metrics, a failover agent) and the NOC web console (its URL and a throw-away "
+        "login are printed), print the alarms and status changes arriving over MQTT, then "
         "what was found against what was injected. Exit 0 when they match, 1 when not, 130 "
-        "when stopped early. Needs nothing but streamqc itself.",
+        "when stopped before --duration. Needs nothing but streamqc itself.",
     )
     p.add_argument(
         "--duration",
         metavar="DUR",
-        help="how long the live demo runs (default 40s; the clips loop every 60 s)",
+        help="how long the live demo runs (default: until Ctrl-C; 40s plays every fault once; "
+        "the clips loop every 60 s)",
     )
     p.add_argument(
         "--offline",
@@ -143,10 +145,44 @@ def build_parser() -> argparse.ArgumentParser:
     add_log_options(p)
     p.set_defaults(func=cmd_agent)
 
+    add_console_parser(sub)
+
     p = sub.add_parser("check-config", help="validate a configuration file and exit")
     p.add_argument("file", metavar="FILE")
     p.set_defaults(func=cmd_check_config)
     return parser
+
+
+def add_console_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "console",
+        help="the NOC web console: mosaic, alarm list, failover buttons, JSON API",
+        description="Serve the web console of every site publishing to the broker of FILE: "
+        "the mosaic of channels with live pictures, the alarm list with history, "
+        "acknowledgements and shelves, channel pages with failover actions, and /api/. "
+        "SIGTERM stops.",
+    )
+    p.add_argument("--config", metavar="FILE", help="console configuration (YAML)")
+    add_log_options(p)
+    p.set_defaults(func=cmd_console)
+    actions = p.add_subparsers(dest="console_command", metavar="ACTION")
+    user = actions.add_parser("user", help="manage the console's users")
+    user_actions = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    add = user_actions.add_parser(
+        "add",
+        help="add or replace a user (password on stdin, or --password-file)",
+        description="Write NAME with a scrypt hash of the password into the users_file of "
+        "--config. The password is read from --password-file, else from stdin (asked twice "
+        "on a terminal). A running console picks the change up at the next login.",
+    )
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--role", required=True, choices=("viewer", "operator"))
+    add.add_argument("--config", required=True, metavar="FILE", help="console configuration")
+    add.add_argument("--password-file", metavar="F", help="file whose first line is the password")
+    add.set_defaults(func=cmd_console_user_add)
+    check = actions.add_parser("check-config", help="validate a console configuration and exit")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(func=cmd_console_check)
 
 
 def add_log_options(p: argparse.ArgumentParser) -> None:
@@ -256,10 +292,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from monitor.demo.offline import run_demo as run_offline  # PyAV encoding only here
 
         return run_offline(keep)
-    from monitor.demo.live import DEFAULT_DURATION_S, run_demo
+    from monitor.demo.live import run_demo
 
     if args.duration is None:
-        return run_demo(DEFAULT_DURATION_S, keep)
+        return run_demo(None, keep)  # until Ctrl-C: time to watch it in the console
     try:
         duration_s = parse_duration(args.duration)
     except ValueError as exc:
@@ -306,6 +342,64 @@ def cmd_agent(args: argparse.Namespace) -> int:
     configure_logging(json=json, level=args.log_level)
     faulthandler.enable()
     return asyncio.run(run_agent(config, broker))
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.console.auth import Users
+    from monitor.console.settings import check_tls_files, load_console_settings
+    from monitor.console.web import run_console
+    from monitor.logs import configure_logging
+
+    if not args.config:
+        raise ConfigError("console: --config FILE is required (or: console user add, check-config)")
+    settings = load_console_settings(args.config)
+    check_tls_files(settings)
+    broker = settings.broker()  # reads the password and TLS files: a bad one is exit 2 now
+    users = Users(settings.users_file)  # no users file: say how to add a user, exit 2
+    json = {"auto": None, "json": True, "console": False}[args.log_format]
+    configure_logging(json=json, level=args.log_level)
+    faulthandler.enable()
+    return asyncio.run(run_console(settings, broker, users))
+
+
+def cmd_console_check(args: argparse.Namespace) -> int:
+    from monitor.console.settings import check_tls_files, load_console_settings
+
+    settings = load_console_settings(args.file)
+    check_tls_files(settings)
+    scheme = "https" if settings.tls else "http"
+    print(
+        f"{args.file}: OK: {scheme}://{settings.listen_host}:{settings.listen_port}/, prefixes "
+        f"{', '.join(settings.prefixes)}, users in {settings.users_file}"
+    )
+    return 0
+
+
+def cmd_console_user_add(args: argparse.Namespace) -> int:
+    import getpass
+
+    from monitor.console.auth import add_user
+    from monitor.console.settings import load_console_settings
+
+    settings = load_console_settings(args.config)
+    if args.password_file:
+        try:
+            text = Path(args.password_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--password-file: cannot read {args.password_file}: {exc}") from None
+        password = text.splitlines()[0] if text else ""
+    elif sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise ConfigError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    replaced = add_user(settings.users_file, args.name, args.role, password)
+    verb = "replaced" if replaced else "added"
+    print(f"{settings.users_file}: {verb} {args.name} ({args.role})")
+    return 0
 
 
 if __name__ == "__main__":

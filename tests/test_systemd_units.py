@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 SYSTEMD = Path(__file__).resolve().parents[1] / "systemd"
-UNITS = ("streamqc.service", "streamqc-agent.service")
+UNITS = ("streamqc.service", "streamqc-agent.service", "streamqc-console.service")
 SANDBOX = {
     "NoNewPrivileges": "yes",
     "ProtectSystem": "strict",
@@ -93,6 +93,18 @@ def test_daemon_runs_streamqc_run_with_its_config_and_reloads_on_hup():
 def test_agent_runs_streamqc_agent_with_its_config():
     agent = parse(SYSTEMD / "streamqc-agent.service")
     assert last(agent, "ExecStart").split()[1:] == ["agent", "--config", "/etc/streamqc/agent.yaml"]
+
+
+def test_console_runs_streamqc_console_with_its_config_as_notify_with_a_watchdog():
+    console = parse(SYSTEMD / "streamqc-console.service")
+    assert last(console, "ExecStart").split()[1:] == [
+        "console",
+        "--config",
+        "/etc/streamqc/console.yaml",
+    ]
+    assert last(console, "Type") == "notify" and last(console, "NotifyAccess") == "main"
+    assert re.fullmatch(r"\d+s", last(console, "WatchdogSec"))
+    assert last(console, "StateDirectory") == "streamqc-console"
 
 
 def test_every_unit_runs_sandboxed_as_an_unprivileged_user(unit):

@@ -6,6 +6,11 @@ MQTT broker, metrics) runs in this process on a configuration written next to th
 demo subscribes to its MQTT topics as a NOC console would: it prints every alarm and status
 change as it arrives, then checks them against what was injected. Nothing to set up.
 
+The NOC web console (``streamqc console``) runs in this process too, on a free loopback port
+with a throw-away operator login, and a failover agent (script action: nothing to restart
+here) answers the daemon's switch commands: ``kids`` has a backup feed and
+``failover: {mode: confirm}`` on its freeze, so a newcomer confirms a failover with one click.
+
 ``streamqc demo --offline`` (monitor/demo/offline.py) analyses one file instead.
 """
 
@@ -13,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import signal
 import socket
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -27,19 +34,28 @@ from typing import Any
 
 import aiomqtt
 
-from monitor.config import AlarmRule, load_config
+from failover.agent.agent import Agent
+from failover.agent.settings import AgentChannel, AgentSettings, ScriptSettings
+from monitor.config import AlarmRule, MqttConfig, load_config
+from monitor.console.auth import Users, add_user
+from monitor.console.settings import DEFAULT_HISTORY_S, ConsoleSettings
+from monitor.console.web import Console as WebConsole
+from monitor.daemon.agent_service import restart_delays
 from monitor.daemon.sdnotify import Notifier
 from monitor.daemon.supervisor import Supervisor
 from monitor.demo.synth import MediaSpec, Span, make_ts
 from monitor.demo.udp_sender import UdpSender, free_udp_port
 from monitor.errors import StreamqcError
-from monitor.logs import configure_logging
+from monitor.logs import configure_logging, get_logger
+from monitor.util.mqtt_connection import BrokerSettings, MqttConnection
 
 SITE = "demo"
 CHANNELS = ("news", "sport", "kids")
 CLIP_S = 60.0
 """Length of each clip; the senders loop it, so a longer --duration plays the faults again."""
 DEFAULT_DURATION_S = 40.0
+"""Long enough to play every fault once (what the tests run); without --duration the demo runs
+until Ctrl-C, so that there is time to look at the console."""
 GOP = 25
 """A keyframe every second: the daemon joins a feed at its next keyframe."""
 START_SLACK_S = 2.0
@@ -62,13 +78,20 @@ class Fault:
 
 FAULTS = (
     Fault("news", "black", Span(12.0, 16.0), "black picture"),
-    Fault("kids", "freeze", Span(16.0, 21.0), "frozen picture"),
+    Fault("kids", "freeze", Span(16.0, 28.0), "frozen picture"),
     Fault("news", "silence", Span(22.0, 26.0), "silence on both audio channels"),
 )
+FAILOVER_CHANNEL = "kids"
+"""Has a clean backup feed and asks the NOC to confirm a switch while its freeze lasts (12 s,
+so there is time to click Confirm in the console)."""
+OPERATOR = "operator"
 
 
 def clip_spec(channel: str) -> MediaSpec:
+    """The clip of a channel's primary feed; ``<channel>-backup`` is a clean one."""
     spans = {f.alarm: (f.span,) for f in FAULTS if f.channel == channel}
+    if channel.endswith("-backup"):
+        return MediaSpec(duration_s=CLIP_S, gop=GOP, seed=len(CHANNELS))
     return MediaSpec(
         duration_s=CLIP_S,
         black=spans.get("black", ()),
@@ -91,18 +114,20 @@ class Feed:
         return f"udp://127.0.0.1:{self.port}"
 
 
-def run_demo(duration_s: float = DEFAULT_DURATION_S, keep: Path | None = None) -> int:
+def run_demo(duration_s: float | None = DEFAULT_DURATION_S, keep: Path | None = None) -> int:
     """0 when every fault played raised its alarm over MQTT and nothing else was raised;
-    1 otherwise; 130 when stopped early by Ctrl-C (or SIGTERM)."""
+    1 otherwise; 130 when stopped by Ctrl-C (or SIGTERM) before ``duration_s``. With
+    ``duration_s`` None it runs until Ctrl-C and then gives its verdict."""
     configure_logging(json=False, level="error")  # alarms are printed from MQTT, below
     with tempfile.TemporaryDirectory(prefix="streamqc-demo-") as tmp:
         folder = keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         say("streamqc demo: the daemon watching three live channels on this machine")
-        say(f"  making three {CLIP_S:.0f} s clips (320x180 H.264, stereo AAC) ...")
-        with ThreadPoolExecutor(len(CHANNELS)) as pool:
-            clips = pool.map(lambda c: make_ts(folder / f"{c}.ts", clip_spec(c)), CHANNELS)
-            feeds = [Feed(c, clip) for c, clip in zip(CHANNELS, clips, strict=True)]
+        say(f"  making four {CLIP_S:.0f} s clips (320x180 H.264, stereo AAC; one a backup) ...")
+        names = (*CHANNELS, f"{FAILOVER_CHANNEL}-backup")
+        with ThreadPoolExecutor(len(names)) as pool:
+            clips = pool.map(lambda c: make_ts(folder / f"{c}.ts", clip_spec(c)), names)
+            feeds = [Feed(c, clip) for c, clip in zip(names, clips, strict=True)]
         demo = LiveDemo(folder, feeds, duration_s)
         code = asyncio.run(demo.run())
         if keep:
@@ -111,13 +136,52 @@ def run_demo(duration_s: float = DEFAULT_DURATION_S, keep: Path | None = None) -
 
 
 class LiveDemo:
-    def __init__(self, folder: Path, feeds: list[Feed], duration_s: float) -> None:
+    def __init__(self, folder: Path, feeds: list[Feed], duration_s: float | None) -> None:
+        self.folder = folder
         self.feeds = feeds
         self.duration_s = duration_s
         self.mqtt_port = free_tcp_port()
         self.metrics_port = free_tcp_port()
+        self.console_port = free_tcp_port()
         self.config_path = write_config(folder, feeds, self.mqtt_port, self.metrics_port)
         self.feeds_start_wall_s = 0.0
+        self.password = secrets.token_urlsafe(9)
+
+    def web_console(self) -> WebConsole:
+        """The NOC console on the embedded broker, with a throw-away operator login."""
+        users_file = self.folder / "console" / "users.json"
+        add_user(users_file, OPERATOR, "operator", self.password)
+        settings = ConsoleSettings(
+            listen_host="127.0.0.1",
+            listen_port=self.console_port,
+            mqtt=MqttConfig(url=f"mqtt://127.0.0.1:{self.mqtt_port}"),
+            prefixes=(f"streamqc/{SITE}",),
+            users_file=users_file,
+            state_dir=self.folder / "console",
+            tls=None,
+            history_s=DEFAULT_HISTORY_S,
+            source="streamqc demo",
+        )
+        broker = BrokerSettings("127.0.0.1", self.mqtt_port, None, None, None,
+                                "streamqc-demo-console", 30.0)  # fmt: skip
+        return WebConsole(settings, broker, Users(users_file))
+
+    def agent(self) -> Agent:
+        """The encoder host's agent for kids; its script action only says yes."""
+        backup = next(f for f in self.feeds if f.channel == f"{FAILOVER_CHANNEL}-backup")
+        primary = next(f for f in self.feeds if f.channel == FAILOVER_CHANNEL)
+        channel = AgentChannel(
+            name=FAILOVER_CHANNEL,
+            inputs={"primary": primary.url, "backup": backup.url},
+            action=ScriptSettings(path=sys.executable, args=("-c", "pass", "{input_name}")),
+        )
+        settings = AgentSettings(agent_id="demo-encoder", prefix=f"streamqc/{SITE}",
+                                 channels=(channel,), state_file=None)  # fmt: skip
+        broker = BrokerSettings("127.0.0.1", self.mqtt_port, None, None, None,
+                                "streamqc-demo-agent", 30.0)  # fmt: skip
+        log = get_logger(component="agent")
+        link = MqttConnection(broker, log=log.error)
+        return Agent(settings, link, log, delays=restart_delays)
 
     async def run(self) -> int:
         self.introduce()
@@ -128,22 +192,36 @@ class LiveDemo:
         for feed in self.feeds:
             feed.sender = UdpSender(feed.clip, feed.port, CLIP_S).start()
         console = Console(self.feeds_start_wall_s, origin_of(supervisor))
+        web = self.web_console()
+        agent = self.agent()
         daemon = asyncio.create_task(supervisor.run(), name="daemon")
         listener = asyncio.create_task(console.listen(self.mqtt_port), name="console")
-        timer = asyncio.create_task(asyncio.sleep(self.duration_s), name="timer")
+        serving = asyncio.create_task(web.serve(), name="web console")
+        encoder = asyncio.create_task(agent.run(), name="agent")
+        forever = asyncio.Event()
+        timer = asyncio.create_task(
+            forever.wait() if self.duration_s is None else asyncio.sleep(self.duration_s),
+            name="timer",
+        )
         signalled = asyncio.create_task(signal_received(console), name="signals")
         done: set[asyncio.Task[Any]] = set()
         try:
             done, _ = await asyncio.wait(
-                {daemon, listener, timer, signalled}, return_when=asyncio.FIRST_COMPLETED
+                {daemon, listener, timer, signalled, serving}, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             stopped_feed_s = time.time() - self.feeds_start_wall_s
-            # The console leaves before the daemon closes its broker: amqtt's shutdown can hang
-            # on a client still connected (a cancellation lost in Python 3.11's wait_for).
+            # The MQTT clients leave before the daemon closes its broker: amqtt's shutdown can
+            # hang on a client still connected (a cancellation lost in Python 3.11's wait_for).
+            web.stop()
+            agent.stop()
             for task in (listener, timer, signalled):
                 task.cancel()
             await asyncio.gather(listener, timer, signalled, return_exceptions=True)
+            await asyncio.gather(
+                asyncio.wait_for(serving, 10.0), asyncio.wait_for(encoder, 10.0),
+                return_exceptions=True,
+            )  # fmt: skip
             supervisor.stop()
             try:
                 await daemon  # a daemon that could not start raises its one-line error here
@@ -151,10 +229,12 @@ class LiveDemo:
                 for feed in self.feeds:
                     if feed.sender is not None:
                         feed.sender.stop()
-        error = listener.exception() if listener in done else None
-        if error is not None:
-            raise error
-        interrupted = timer not in done
+        for task in (listener, serving):
+            error = task.exception() if task in done else None
+            if error is not None:
+                raise error
+        # Without --duration, Ctrl-C is the way to stop: the verdict is given all the same.
+        interrupted = timer not in done and self.duration_s is not None
         ok = self.summarize(console, stopped_feed_s, interrupted)
         if interrupted:
             return EXIT_INTERRUPTED
@@ -165,9 +245,21 @@ class LiveDemo:
         for feed in self.feeds:
             faults = [f for f in FAULTS if f.channel == feed.channel]
             plan = ", ".join(f"{f.what} {f.span.start_s:g}-{f.span.end_s:g} s" for f in faults)
-            say(f"    {feed.channel:<6} {feed.url:<22} {plan or 'clean: no fault'}")
+            name = feed.channel
+            if name.endswith("-backup"):
+                name, plan = FAILOVER_CHANNEL, "clean: its backup input (failover, confirm mode)"
+            say(f"    {name:<6} {feed.url:<22} {plan or 'clean: no fault'}")
         say(f"  times are seconds since the feeds start; the clips loop every {CLIP_S:g} s")
-        say(f"  the demo runs {self.duration_s:g} s (Ctrl-C stops it earlier)")
+        if self.duration_s is None:
+            say("  the demo runs until Ctrl-C, then compares what arrived with what was injected")
+        else:
+            say(f"  the demo runs {self.duration_s:g} s (Ctrl-C stops it earlier)")
+        say("")
+        say(f"  NOC console: http://127.0.0.1:{self.console_port}/")
+        say(f"    log in as {OPERATOR}, password {self.password} (made up for this run)")
+        say(f"    {FAILOVER_CHANNEL} asks to fail over to its backup while it is frozen: open its "
+            "channel page and click Confirm")  # fmt: skip
+        say("")
         say(f"  daemon: streamqc run --config {self.config_path}, in this process")
         watch = f"mosquitto_sub -h 127.0.0.1 -p {self.mqtt_port} -t 'streamqc/{SITE}/#' -v"
         say(f"    MQTT (embedded broker), to watch from another terminal: {watch}")
@@ -188,6 +280,8 @@ class LiveDemo:
         ok = True
         for feed in self.feeds:
             assert feed.sender is not None
+            if feed.channel.endswith("-backup"):
+                continue
             faults = [f for f in FAULTS if f.channel == feed.channel]
             if not faults:
                 clean = not any(a.channel == feed.channel for a in unmatched)
@@ -406,10 +500,18 @@ def origin_of(supervisor: Supervisor) -> Callable[[str], float | None]:
 
 
 def write_config(folder: Path, feeds: list[Feed], mqtt_port: int, metrics_port: int) -> Path:
-    channels = "".join(
-        f'  - name: {feed.channel}\n    inputs:\n      primary: {{url: "{feed.url}"}}\n'
-        for feed in feeds
-    )
+    backups = {f.channel.removesuffix("-backup"): f for f in feeds if f.channel.endswith("-backup")}
+    channels = ""
+    for feed in feeds:
+        if feed.channel.endswith("-backup"):
+            continue
+        channels += f'  - name: {feed.channel}\n    inputs:\n      primary: {{url: "{feed.url}"}}\n'
+        if feed.channel in backups:
+            channels += (
+                f'      backup: {{url: "{backups[feed.channel].url}"}}\n'
+                "    # asks the NOC console to confirm a switch while the freeze lasts\n"
+                "    failover: {mode: confirm, triggers: [freeze]}\n"
+            )
     path = folder / "streamqc.yaml"
     path.write_text(
         "# Written by `streamqc demo`: an ordinary configuration (streamqc run --config FILE).\n"

@@ -134,6 +134,10 @@ class MqttConnection:
         backoff: The waits between tries; default 0.5 s doubling to 2 s, equal jitter.
         timeout_s: Bound of every network wait: CONNACK, PUBACK, DISCONNECT.
         in_flight: QoS 1 messages published before waiting for the first PUBACK.
+        persistent: Keep the session at the broker across connections (a fixed client id,
+            ``clean_session=False``): QoS 1 messages for it wait while it is away. The console
+            wants that; the daemon and the agent do not (a stale command is worse than none).
+        max_queued_incoming: Bound of received messages waiting for the handlers (0: none).
     """
 
     def __init__(
@@ -144,8 +148,12 @@ class MqttConnection:
         backoff: Backoff | None = None,
         timeout_s: float = 10.0,
         in_flight: int = 32,
+        persistent: bool = False,
+        max_queued_incoming: int = 0,
     ) -> None:
         self.settings = settings
+        self._persistent = persistent
+        self._max_queued_incoming = max_queued_incoming
         self._log = log
         self.backoff = backoff or Backoff(0.5, 2.0, spread=(0.5, 1.0))
         self._timeout_s = timeout_s
@@ -237,10 +245,11 @@ class MqttConnection:
             password=settings.password,
             tls_context=settings.tls,
             will=will,
-            clean_session=True,  # nothing is kept for an absent client: stale is worse
+            clean_session=not self._persistent,
             keepalive=max(1, round(settings.keepalive_s)),
             timeout=self._timeout_s,
             max_inflight_messages=self._in_flight,
+            max_queued_incoming_messages=self._max_queued_incoming,
         )
         client.pending_calls_threshold = self._in_flight + 1  # our own bound; no warning below
         return client

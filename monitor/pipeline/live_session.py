@@ -41,6 +41,7 @@ from monitor.checks.ladder import ladder_comparator
 from monitor.config.model import ChannelConfig, InputConfig, ThumbnailConfig
 from monitor.decode.media_source import (
     AudioChunk,
+    DecodeReport,
     MediaSource,
     Picture,
     PictureSelection,
@@ -324,6 +325,8 @@ class LiveSummary:
     restarts: int = 0
     bytes_in: int = 0
     streams: list[StreamInfo] = field(default_factory=list)
+    damage: DecodeReport = field(default_factory=DecodeReport)
+    """What every decoder of the session skipped (damaged packets, demuxer errors), summed."""
 
 
 class Rendition:
@@ -507,6 +510,7 @@ class LiveSession:
                 reason = "stopped" if stop.is_set() else "input ended or went silent"
                 if media.report.read_error:
                     reason = media.report.read_error
+                self._put(("damage", r, media.report))
             self._put(("end", r, reason))
         except InputError as exc:
             self._put(("end", r, str(exc)))
@@ -629,6 +633,11 @@ class LiveSession:
                 self.notice(f"{self.ingest.name}: {payload}; reopening in {wait_s:.1f} s")
         elif kind == "transport":
             self._observe_transport(payload)
+        elif kind == "damage":
+            total, report = self.summary.damage, payload
+            total.corrupt_packets += report.corrupt_packets
+            total.decode_errors += report.decode_errors
+            total.demux_errors += report.demux_errors
 
     def _count_picture(self, r: Rendition, picture: Picture, waited_s: float) -> None:
         r.pictures += 1
@@ -797,6 +806,13 @@ class LiveSession:
         for r in self.renditions.values():
             if r.thread is not None:
                 r.thread.join(timeout=2.0)
+        while True:  # the decoders' last word: what they skipped
+            try:
+                kind, rendition, payload = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "damage":
+                self._handle(kind, rendition, payload)
         end = self.session_s()
         self.summary.media_s = end - self._run_start_s
         if self.persistent:

@@ -213,6 +213,11 @@ class StreamIngest:
     def bytes_in(self) -> int:
         return self.reader.bytes_in if self.reader else 0
 
+    def gauges(self) -> tuple[tuple[str, tuple[tuple[str, str], ...], float], ...]:
+        """The reader's own counters for the metrics (RTP sequence accounting), if any."""
+        gauges = getattr(self.reader, "gauges", None)
+        return gauges() if callable(gauges) else ()
+
     def stop(self) -> None:
         if self.reader is not None:
             self.reader.stop()
@@ -220,7 +225,7 @@ class StreamIngest:
 
 def udp_ingest(url: str) -> StreamIngest:
     options = UdpOptions.from_url(url)
-    return StreamIngest(url, lambda report: UdpReader(options, BytePipe(), url))
+    return StreamIngest(url, lambda report: UdpReader(options, BytePipe(), url, report))
 
 
 def srt_ingest(url: str) -> StreamIngest:
@@ -670,6 +675,11 @@ class LiveSession:
     def _stats(self, now: float) -> list[InputStats]:
         t = self.session_s(now)
         out = []
+        ingest_gauges = (
+            self.ingest.gauges()
+            if isinstance(self.ingest, StreamIngest) and self._ingest_started
+            else ()
+        )
         for r in self.renditions.values():
             pipeline = r.pipeline
             fps = (r.pictures - r.pictures_reported) / STATS_EVERY_S
@@ -694,7 +704,8 @@ class LiveSession:
                     gauges=tuple(
                         (name, tuple(sorted(labels.items())), value)
                         for name, labels, value in (pipeline.gauges() if pipeline else ())
-                    ),
+                    )
+                    + ingest_gauges,
                 )
             )
         return out

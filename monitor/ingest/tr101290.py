@@ -613,6 +613,7 @@ class Tr101290Analyzer:
         self._pmts: dict[int, tuple[int, tuple[tuple[int, str], ...]]] = {}  # PMT PID -> content
         self._es: dict[int, str] = {}  # watched ES PID -> 'video' | 'audio'
         self._pcr_pids: set[int] = set()
+        self._pcr_overdue: set[int] = set()  # PCR PIDs raised by the pcr_missing_after_s timer
 
     # ----------------------------------------------------------------------- public
 
@@ -683,15 +684,16 @@ class Tr101290Analyzer:
                 )
         for pid in self._pcr_pids:
             last_s = float(self._pid_f[pid, F_PCR_T])
-            cond = self._cond("tr101290_pcr", pid)
             if now_s - last_s > s.pcr_missing_after_s:
-                cond.begin(
+                self._pcr_overdue.add(pid)
+                self._cond("tr101290_pcr", pid).begin(
                     last_s + s.pcr_interval_max_s,
                     kind="repetition",
                     limit_ms=_ms(s.pcr_interval_max_s),
                 )
-            elif cond.ongoing:  # PCRs are back, whatever their values say
-                cond.end(now_s)
+            elif pid in self._pcr_overdue:  # PCRs are back, whatever their values say
+                self._pcr_overdue.discard(pid)
+                self._cond("tr101290_pcr", pid).end(now_s)
         self._settle(now_s)
 
     @property

@@ -103,8 +103,8 @@ class Timeline:
     MAX_BACKWARD_S or ahead of more than MAX_FORWARD_S is a discontinuity, bridged so that
     the timeline continues where it was. A jump ahead of more than ``confirm_after_s`` (a gap
     in the media, or one damaged timestamp) is taken only when the next timestamp goes on from
-    it: the frame with the jump keeps the timeline. Otherwise one corrupted PTS a few seconds
-    ahead would move every later frame (and alarm) by as much.
+    it rather than back to where it was: the frame with the jump keeps the timeline. Otherwise
+    one corrupted PTS a few seconds ahead would move every later frame (and alarm) by as much.
     """
 
     MAX_BACKWARD_S = 1.0
@@ -138,7 +138,11 @@ class Timeline:
             t = (pts + self._offset) * self.seconds_per_tick - origin_s
             expected = self._next_s
             pending, self._pending_s = self._pending_s, None
-            confirmed = pending is not None and abs(t - pending) <= self.MAX_BACKWARD_S
+            # Confirmed when the stream goes on from the jump, not back to where it was
+            # (variable frame rates continue with steps of their own).
+            confirmed = (
+                pending is not None and -self.MAX_BACKWARD_S <= t - pending <= self.MAX_FORWARD_S
+            )
             if confirmed:
                 self.suspect_timestamps -= 1
             if (

@@ -219,3 +219,10 @@ def test_reference_pictures_skip_the_b_pictures(tmp_path):
     ends = [p.end_s for p in anchors[:-1]]
     starts = [p.pts_s for p in anchors[1:]]
     assert all(end >= start - 1e-6 for end, start in zip(ends, starts, strict=True))
+
+
+def test_long_steps_of_a_variable_frame_rate_are_taken_once_confirmed():
+    timeline = Timeline(TB, MPEG_WRAP_TICKS, confirm_after_s=1.0)
+    times = [timeline.seconds(round(p * 90000), 0.04, 0.0) for p in (0, 2, 4, 4.04)]
+    assert times == pytest.approx([0.0, 0.04, 4.0, 4.04])
+    assert timeline.suspect_timestamps == 0

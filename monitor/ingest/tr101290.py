@@ -102,7 +102,9 @@ F_LAST_SEEN = 0
 F_PCR_T = 1
 F_PTS_T = 2
 F_GAP_MAX = 3  # 1.6 limit for watched PIDs
-N_F = 4
+F_PCR_JITTER = 4  # largest |arrival interval - PCR interval| of consecutive PCRs, s; NaN: none
+F_PCR_ARRIVAL = 5  # arrival of the last PCR, not moved over stalls (F_PCR_T is): for the jitter
+N_F = 6
 
 # Per-PID flags (uint8).
 FLAG_PSI = 1  # hand every packet to Python (PAT, PMT)
@@ -317,6 +319,9 @@ def scan_packets(
                 # arrival interval only tells a sparse PCR (the wall clock went by too) from
                 # a jump of the clock (2.3b alone).
                 step_s = jump / 27e6
+                jitter = abs(t - pid_f[pid, F_PCR_ARRIVAL] - step_s)
+                if not jitter <= pid_f[pid, F_PCR_JITTER]:  # also when NaN (none yet)
+                    pid_f[pid, F_PCR_JITTER] = jitter
                 if step_s > pcr_interval_max and t - pid_f[pid, F_PCR_T] > step_s / 2:
                     pid_i[pid, I_PCR_REPETITION] += 1
                     ev[k, 0] = EV_PCR_INTERVAL
@@ -337,6 +342,7 @@ def scan_packets(
             pid_i[pid, I_PCR] = pcr
             pid_i[pid, I_DISC] = 0
             pid_f[pid, F_PCR_T] = t
+            pid_f[pid, F_PCR_ARRIVAL] = t
 
         # 2.5 PTS_error: PES headers that start in this packet, unscrambled only.
         if (
@@ -695,6 +701,18 @@ class Tr101290Analyzer:
                 self._pcr_overdue.discard(pid)
                 self._cond("tr101290_pcr", pid).end(now_s)
         self._settle(now_s)
+
+    def take_pcr_jitter_ms(self) -> dict[int, float]:
+        """Per PCR PID, the largest difference between the arrival interval and the PCR
+        interval of two consecutive PCRs since the last call, in ms: how much the path (or the
+        sender) moves packets against the stream's clock. Reported, never alarmed on: a sender
+        starting up shows tens of ms here. Arrival times within one chunk are interpolated, so
+        it includes up to a chunk's spread. A metrics reader may call this from another thread
+        (a maximum taken while the reader writes one is lost, no more)."""
+        column = self._pid_f[:, F_PCR_JITTER]
+        out = {pid: round(float(column[pid]) * 1000, 3) for pid in sorted(self._pcr_pids)}
+        column[:] = np.nan
+        return {pid: ms for pid, ms in out.items() if not math.isnan(ms)}
 
     @property
     def in_sync(self) -> bool:

@@ -127,6 +127,13 @@ class TransportChecks:
     def feed(self, data: bytes) -> None:
         self._analyzer.feed(data, time.monotonic())
 
+    def gauges(self) -> tuple[tuple[str, tuple[tuple[str, str], ...], float], ...]:
+        """PCR arrival jitter per PCR PID since the last call (reported, never alarmed)."""
+        return tuple(
+            ("tr101290_pcr_arrival_jitter_ms", (("pid", str(pid)),), ms)
+            for pid, ms in self._analyzer.take_pcr_jitter_ms().items()
+        )
+
 
 def warm_up() -> None:
     """Load every kernel a live session calls, with the argument types it will use.
@@ -186,10 +193,12 @@ class StreamIngest:
         self.name = name  # for messages: never holds a secret
         self._make_reader = make_reader
         self.reader: TsReader | None = None
+        self.transport: TransportChecks | None = None
 
     def start(self, report: Report) -> None:
         self.reader = self._make_reader(report)
-        self.reader.tap = TransportChecks(report).feed
+        self.transport = TransportChecks(report)
+        self.reader.tap = self.transport.feed
         self.reader.start()
 
     def renditions(self) -> list[str | None]:
@@ -214,9 +223,11 @@ class StreamIngest:
         return self.reader.bytes_in if self.reader else 0
 
     def gauges(self) -> tuple[tuple[str, tuple[tuple[str, str], ...], float], ...]:
-        """The reader's own counters for the metrics (RTP sequence accounting), if any."""
+        """The reader's own counters for the metrics (RTP sequence accounting), if any, and
+        the transport checks' PCR arrival jitter."""
         gauges = getattr(self.reader, "gauges", None)
-        return gauges() if callable(gauges) else ()
+        own = gauges() if callable(gauges) else ()
+        return own + (self.transport.gauges() if self.transport else ())
 
     def stop(self) -> None:
         if self.reader is not None:

@@ -139,3 +139,50 @@ def test_rtp_loss_alarm_names_counts_on_a_live_feed(media):
     assert cleared["duplicates_total"] == 2 and cleared["reordered_total"] == 1
     # counted lost once 100 numbers went by, or an interval later: within ~2 s
     assert 4.0 < loss[0]["start"] < 7.0, loss
+
+
+class Stats:
+    """A session observer keeping the last stats of the input."""
+
+    def __init__(self) -> None:
+        self.last: list = []
+
+    def tick(self) -> None:
+        pass
+
+    def stats(self, stats: list) -> None:
+        self.last = stats
+
+    def thumbnail(self, rendition: str | None, jpeg: bytes) -> None:
+        pass
+
+
+def test_rtp_counters_and_pcr_jitter_reach_the_input_stats(media):
+    from monitor.config.model import default_channel
+    from monitor.pipeline.live_session import LiveSession
+
+    clip = MediaSpec(duration_s=12.0)
+    port = free_udp_port()
+    observer = Stats()
+    session = LiveSession(
+        f"rtp://127.0.0.1:{port}",
+        default_channel(),
+        lambda event: None,
+        duration_s=7.0,
+        observer=observer,
+    )
+    sender = UdpSender(media(clip), port, clip.duration_s, rtp=True)
+    # ~60 datagrams a second: faults from 3 s on, once the session surely listens
+    sender.outgoing = Faults(drop={180, 181, 182}, duplicate={200}, swap={220})
+    sender.start()
+    try:
+        session.run()
+    finally:
+        sender.stop()
+    (stats,) = observer.last
+    gauges = {(name, labels): value for name, labels, value in stats.gauges}
+    assert gauges[("rtp_packets_lost", ())] == 3
+    assert gauges[("rtp_packets_duplicate", ())] == 1
+    assert gauges[("rtp_packets_reordered", ())] == 1
+    assert gauges[("rtp_packets_received", ())] > 100
+    assert ("tr101290_pcr_arrival_jitter_ms", (("pid", "256"),)) in gauges

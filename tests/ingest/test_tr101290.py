@@ -491,3 +491,15 @@ def test_a_pcr_pid_that_stops_carrying_pcrs_raises_pcr_until_they_return(clean: 
     assert 6.9 <= episode[1] <= 7.1
     raised = result.of("tr101290_pcr")[0]
     assert raised.detail["kind"] == "repetition"
+
+
+def test_pcr_arrival_jitter_is_measured_not_alarmed(clean: Stream) -> None:
+    assert max(run(clean).analyzer.take_pcr_jitter_ms().values()) < 15  # on schedule
+    s = clean.copy()
+    stutter = (s.times > 3.0) & (s.times < 3.2)
+    s.times[stutter] = 3.2  # 200 ms held up, then a burst
+    result = run(s)
+    (jitter_ms,) = result.analyzer.take_pcr_jitter_ms().values()
+    assert 100 < jitter_ms < 250  # less the spread of the burst over its last 0.1 s
+    assert result.conditions == []
+    assert result.analyzer.take_pcr_jitter_ms() == {}  # taken: none since

@@ -85,6 +85,8 @@ class UdpOptions:
             raise InputError(f"{url}: {exc}") from None
         if not port:
             raise InputError(f"{url}: a port is needed, e.g. {parts.scheme}://239.1.1.1:5000")
+        if ipaddress.ip_address(host).version != 4:
+            raise InputError(f"{url}: IPv6 is not supported (IPv4 unicast or multicast only)")
         query = parse_qs(parts.query, keep_blank_values=True)
         unknown = sorted(set(query) - set(OPTIONS) - FFMPEG_ONLY_OPTIONS)
         if unknown:
@@ -96,8 +98,6 @@ class UdpOptions:
         localaddr = interface_address(url, query.get("localaddr", ["0.0.0.0"])[0])
         sources = addresses(url, "sources", query)
         block = addresses(url, "block", query)
-        if (sources or block) and not ipaddress.ip_address(host).version == 4:
-            raise InputError(f"{url}: sources and block are for IPv4 groups")
         return cls(host, port, parts.scheme == "rtp", localaddr, buffer_bytes, sources, block)
 
 

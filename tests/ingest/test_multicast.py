@@ -146,6 +146,7 @@ def test_interface_by_name_sources_and_block_are_read_from_the_url(netns: NetNam
         ("udp://232.1.1.1:5000?sources=239.1.1.1", "not a unicast IPv4 address"),
         ("udp://239.1.1.1:5000?localaddr=nosuch0", "interface 'nosuch0': no such interface"),
         ("udp://239.1.1.1:5000?locaddr=10.0.0.1", "unknown option 'locaddr'"),
+        ("udp://[ff02::1]:5000", "IPv6 is not supported"),
     ],
 )
 def test_bad_multicast_options_are_one_line_errors(url: str, message: str) -> None:

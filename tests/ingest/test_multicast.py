@@ -153,3 +153,41 @@ def test_bad_multicast_options_are_one_line_errors(url: str, message: str) -> No
     with pytest.raises(InputError, match=message.replace("(", r"\(")) as caught:
         UdpOptions.from_url(url)
     assert url in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_each_socket_gets_its_group_and_sources_only(netns: NetNamespace) -> None:
+    """At the socket level: two sources on one group, a second group on the same port."""
+    import socket
+
+    from monitor.ingest.pipe import BytePipe
+    from monitor.ingest.udp import UdpReader
+
+    with netns.entered():
+        port = free_udp_port()
+        group, other = "239.7.7.9", "239.7.7.10"
+        urls = {
+            "all": f"udp://{group}:{port}",
+            "ssm": f"udp://{group}:{port}?sources={SOURCES[1]}",
+            "block": f"udp://{group}:{port}?block={SOURCES[1]}&localaddr=127.0.0.1",
+            "other": f"udp://{other}:{port}",
+        }
+        readers = {
+            name: UdpReader(UdpOptions.from_url(url), BytePipe(), name).start()
+            for name, url in urls.items()
+        }
+        try:
+            for source, count in ((SOURCES[0], 30), (SOURCES[1], 20)):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                    sender.bind((source, 0))
+                    sender.setsockopt(
+                        socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(source)
+                    )
+                    for _ in range(count):
+                        sender.sendto(b"\x47" + bytes(187), (group, port))
+                        time.sleep(0.002)
+            time.sleep(0.5)
+        finally:
+            for reader in readers.values():
+                reader.stop()
+    received = {name: reader.datagrams for name, reader in readers.items()}
+    assert received == {"all": 50, "ssm": 20, "block": 30, "other": 0}

@@ -49,6 +49,12 @@ class NetNamespace:
             if done.returncode != 0:
                 self.delete()
                 raise OSError(f"ip -n {self.name} {' '.join(args)}: {done.stderr.strip()}")
+        try:  # setns(2) needs CAP_SYS_ADMIN, which ip netns add alone does not prove
+            with self.entered():
+                pass
+        except OSError:
+            self.delete()
+            raise
 
     def delete(self) -> None:
         ip("netns", "del", self.name)

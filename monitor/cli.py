@@ -18,7 +18,7 @@ from pathlib import Path
 from monitor.alarms.engine import AlarmEvent
 from monitor.config import Config, default_channel, load_config, parse_duration
 from monitor.errors import ConfigError, InputError, StreamqcError
-from monitor.pipeline.analyze import AnalysisSummary, analyze
+from monitor.pipeline.analyze import AnalysisSummary, analyze, damage
 from monitor.pipeline.live_session import LiveSession, LiveSummary, is_live_url
 from monitor.version import streamqc_version
 
@@ -264,10 +264,10 @@ def print_summary(s: AnalysisSummary) -> None:
     r = s.report
     for message in r.warnings:
         warn(message)
-    if r.corrupt_packets or r.decode_errors:
+    if damage(r):
         warn(
-            f"{r.corrupt_packets} corrupt packets and {r.decode_errors} undecodable packets: "
-            "the input is damaged or truncated; analysed what could be decoded"
+            f"{damage(r)}: the input is damaged or truncated; "
+            f"analysed what could be decoded, to {s.media_s:.2f} s"
         )
     if r.truncated:
         warn(f"{s.source} {r.truncated}: truncated; analysed the {s.media_s:.2f} s it holds")
@@ -282,6 +282,8 @@ def print_live_summary(s: LiveSummary) -> None:
         f"{s.bytes_in} bytes, {s.restarts} decoder restarts",
         file=sys.stderr,
     )
+    if damage(s.damage):
+        warn(f"{damage(s.damage)}: the input is damaged; monitored what could be decoded")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -36,6 +36,11 @@ _SKIP_FRAME: dict[str, SkipFrame] = {"all": "DEFAULT", "reference": "BIDIR", "ke
 FIRST_SPARSE_GAP_S = {"reference": 0.2, "keyframes": 2.0}
 """How long the first picture of a sparse selection stands for, before gaps are measured."""
 
+CONFIRM_JUMP_AHEAD_S = 1.0
+"""A timestamp more than this ahead of the previous frame's end needs the next one to agree."""
+DEMUX_RETRIES_MAX = 200
+"""Demuxer errors in a row (no packet read in between) after which reading stops."""
+
 PROBE_OPTIONS = {"probesize": "1000000", "analyzeduration": "2000000"}
 LIVE_PROBE = {"probesize": "262144", "analyzeduration": "1000000"}
 """Live MPEG-TS: a small probe finds H.264/AAC parameters within a second of arrival."""
@@ -101,19 +106,27 @@ class Timeline:
 
     The result only moves forward: a 33-bit wrap is unwrapped, and a jump back of more than
     MAX_BACKWARD_S or ahead of more than MAX_FORWARD_S is a discontinuity, bridged so that
-    the timeline continues where it was.
+    the timeline continues where it was. A jump ahead of more than ``confirm_after_s`` (a gap
+    in the media, or one damaged timestamp) is taken only when the next timestamp goes on from
+    it rather than back to where it was: the frame with the jump keeps the timeline. Otherwise
+    one corrupted PTS a few seconds ahead would move every later frame (and alarm) by as much.
     """
 
     MAX_BACKWARD_S = 1.0
     MAX_FORWARD_S = 30.0
 
-    def __init__(self, time_base: Fraction, wrap_ticks: int | None) -> None:
+    def __init__(
+        self, time_base: Fraction, wrap_ticks: int | None, confirm_after_s: float = MAX_FORWARD_S
+    ) -> None:
         self.seconds_per_tick = float(time_base)  # float, not Fraction: this runs per frame
         self.wrap_ticks = wrap_ticks
+        self.confirm_after_s = confirm_after_s
         self._offset = 0
         self._last_raw: int | None = None
         self._next_s: float | None = None
+        self._pending_s: float | None = None  # where the next frame is if the last jump is real
         self.discontinuities = 0
+        self.suspect_timestamps = 0  # jumps ahead the next timestamp did not (yet) confirm
 
     def seconds(self, pts: int | None, duration_s: float, origin_s: float) -> float:
         """Media time of a frame with this PTS (None: right after the previous frame)."""
@@ -129,7 +142,24 @@ class Timeline:
             self._last_raw = pts
             t = (pts + self._offset) * self.seconds_per_tick - origin_s
             expected = self._next_s
-            if expected is not None and not (
+            pending, self._pending_s = self._pending_s, None
+            # Confirmed when the stream goes on from the jump, not back to where it was
+            # (variable frame rates continue with steps of their own).
+            confirmed = (
+                pending is not None and -self.MAX_BACKWARD_S <= t - pending <= self.MAX_FORWARD_S
+            )
+            if confirmed:
+                self.suspect_timestamps -= 1
+            if (
+                expected is not None
+                and not confirmed
+                and self.confirm_after_s < t - expected <= self.MAX_FORWARD_S
+            ):
+                # A jump ahead: real if the next timestamp goes on from here.
+                self._pending_s = t + duration_s
+                self.suspect_timestamps += 1
+                t = expected
+            elif expected is not None and not (
                 -self.MAX_BACKWARD_S <= t - expected <= self.MAX_FORWARD_S
             ):
                 # A timestamp discontinuity (a source restarting its clock, an HLS rewind or
@@ -179,9 +209,19 @@ class DecodeReport:
 
     corrupt_packets: int = 0
     decode_errors: int = 0
+    demux_errors: int = 0  # the demuxer failed on damaged data and was restarted
     read_error: str | None = None
     truncated: str | None = None  # why the input looks cut short
     warnings: list[str] = field(default_factory=list)
+
+
+TEXT_AS_PICTURE_FORMATS = frozenset({"tty", "bin", "xbin", "adf", "idf"})
+"""FFmpeg demuxers that render text or ANSI art (any .txt file) as a picture."""
+
+
+def is_still_image(format_name: str) -> bool:
+    """FFmpeg's image demuxers (``png_pipe``, ``jpeg_pipe``, ``image2``...): one picture."""
+    return format_name.endswith("_pipe") or format_name in ("image2", "image2pipe")
 
 
 def describe_source(url: str) -> str:
@@ -258,7 +298,10 @@ class MediaSource:
                 timeout=(open_timeout_s, read_timeout_s),
             )
         except av.error.InvalidDataError:
-            raise InputError(f"{self.name}: not a media file or stream (no known format)") from None
+            raise InputError(
+                f"no decodable audio or video in {self.name}: not a media file or stream "
+                "(no known format)"
+            ) from None
         except av.error.ExitError:
             raise InputError(f"{self.name}: no answer within {open_timeout_s:g} s") from None
         except av.error.FFmpegError as exc:
@@ -268,10 +311,21 @@ class MediaSource:
 
     def _select_streams(self) -> None:
         c = self._container
+        if is_still_image(c.format.name):
+            kind = c.format.name.removesuffix("_pipe")
+            raise InputError(
+                f"no decodable audio or video in {self.name}: a still image ({kind}), not a stream"
+            )
+        if c.format.name in TEXT_AS_PICTURE_FORMATS:
+            raise InputError(
+                f"no decodable audio or video in {self.name}: a text file, not a stream"
+            )
         self.video_stream = c.streams.video[0] if c.streams.video else None
         self.audio_streams = list(c.streams.audio)
         if self.video_stream is None and not self.audio_streams:
-            raise InputError(f"{self.name}: no video and no audio stream")
+            raise InputError(
+                f"no decodable audio or video in {self.name}: no video and no audio stream"
+            )
         if self.video_stream is not None:
             cc = self.video_stream.codec_context
             # One decoder thread per feed scales with feeds; slice threads (PyAV's default)
@@ -294,7 +348,13 @@ class MediaSource:
 
     def _timeline(self, stream: av.stream.Stream) -> Timeline:
         wraps = stream.time_base == Fraction(1, 90000)
-        return Timeline(stream.time_base or Fraction(1, 90000), MPEG_WRAP_TICKS if wraps else None)
+        # A sparse picture selection steps a GOP at a time: no jump to confirm there.
+        sparse = stream.type == "video" and self.pictures != "all"
+        return Timeline(
+            stream.time_base or Fraction(1, 90000),
+            MPEG_WRAP_TICKS if wraps else None,
+            Timeline.MAX_FORWARD_S if sparse else CONFIRM_JUMP_AHEAD_S,
+        )
 
     @property
     def streams(self) -> list[av.stream.Stream]:
@@ -328,21 +388,34 @@ class MediaSource:
 
     def __iter__(self) -> Iterator[Picture | AudioChunk]:
         packets = self._container.demux(self.streams)
+        failures = 0  # demuxer errors since the last packet read
         while True:
             try:
                 packet = next(packets)
+                failures = 0
             except StopIteration:
                 break
             except av.error.EOFError:
                 break
-            except av.error.FFmpegError as exc:
+            except av.error.ExitError as exc:  # a read timeout or an interrupted input
                 self.report.read_error = ffmpeg_reason(exc)
                 break
+            except Exception as exc:
+                # Damaged input: FFmpeg's InvalidDataError, or PyAV's IndexError on a stream
+                # that a corrupted PMT announced mid-file. The generator is dead; a new one
+                # reads on from where the demuxer is (and knows every stream by then).
+                failures += 1
+                self.report.demux_errors += 1
+                if failures > DEMUX_RETRIES_MAX:
+                    self.report.read_error = _reason(exc)
+                    break
+                packets = self._container.demux(self.streams)
+                continue
             if packet.is_corrupt:
                 self.report.corrupt_packets += 1
             try:
                 frames = packet.decode()
-            except av.error.FFmpegError:
+            except Exception:  # whatever the decoder makes of damaged data: count, skip
                 self.report.decode_errors += 1
                 continue
             stream = packet.stream
@@ -540,6 +613,12 @@ class AudioBatch:
         self._samples = 0
         names = self.channel_names if len(self.channel_names) == self._channels else ()
         return AudioChunk(self.stream, block, self._start_s, self._rate, names)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, av.error.FFmpegError):
+        return ffmpeg_reason(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def ffmpeg_reason(exc: av.error.FFmpegError) -> str:

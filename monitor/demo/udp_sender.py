@@ -6,10 +6,12 @@ PCR schedule (as a CBR multiplexer would) and loops the file until stopped.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +60,8 @@ class UdpSender:
         *,
         host: str = "127.0.0.1",
         rtp: bool = False,
+        source: str | None = None,
+        first_sequence: int = 0,
     ) -> None:
         data = path.read_bytes()
         self.data = data[: len(data) // DATAGRAM * DATAGRAM]
@@ -69,10 +73,16 @@ class UdpSender:
         self.rate = len(self.data) / duration_s  # bytes per second, for the null packets
         self.address = (host, port)
         self.rtp = rtp
+        self.first_sequence = first_sequence
+        self.outgoing: Callable[[int, bytes], list[bytes]] | None = None
+        """Sees each datagram with its number (0, 1, ...) and returns what to send instead:
+        nothing (a loss), it twice, or one held back earlier (reordering)."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        if host.startswith("239."):
+        if source is not None:  # datagrams leave from this address (an SSM source)
+            self.sock.bind((source, 0))
+        if ipaddress.ip_address(host).is_multicast:
             self.sock.setsockopt(
-                socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1")
+                socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(source or "127.0.0.1")
             )
             self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
             self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
@@ -131,10 +141,13 @@ class UdpSender:
                 index += 1
                 if index == len(self.due):
                     index, loops = 0, loops + 1
+            number = seq
+            seq += 1
             if self.rtp:
                 stamp = int((due - start) * 90000) & 0xFFFFFFFF
-                header = struct.pack("!BBHII", 0x80, 33, seq & 0xFFFF, stamp, 0x5EED)
+                sequence = (self.first_sequence + number) & 0xFFFF
+                header = struct.pack("!BBHII", 0x80, 33, sequence, stamp, 0x5EED)
                 chunk = header + chunk
-                seq += 1
-            self.sock.sendto(chunk, self.address)
+            for datagram in self.outgoing(number, chunk) if self.outgoing else [chunk]:
+                self.sock.sendto(datagram, self.address)
             self.sent += 1

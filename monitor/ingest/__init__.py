@@ -2,6 +2,6 @@
 
 Every live input is a reader thread (or an asyncio task, for HLS) that writes what it receives
 into a BytePipe, which PyAV reads as a file-like object, and reports transport conditions
-(TR 101 290, SRT statistics, HLS playlist rules) as TransportCondition observations. Nothing
-here blocks without a timeout.
+(TR 101 290, RTP sequence numbers, SRT statistics, HLS playlist rules) as TransportCondition
+observations. Nothing here blocks without a timeout.
 """

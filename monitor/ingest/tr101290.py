@@ -10,8 +10,14 @@ Numba pass over the chunk, :func:`scan_packets`, which returns rows for the rare
 handles: PSI packets (PAT/PMT sections are parsed here, a few per second), errors and sync
 changes. Rules follow TR 101 290 tables 5.0a/5.0b and TSDuck's analyzer (CC rules of its
 ``ContinuityAnalyzer``: payload-bearing packets only, one duplicate allowed,
-discontinuity_indicator resets, null PID ignored). Intervals are measured on arrival time
-(TSDuck does the same), PCR discontinuities on PCR values.
+discontinuity_indicator resets, null PID ignored). PAT, PMT, PID and PTS intervals are measured
+on arrival time (TSDuck does the same). PCR rules are judged on the PCR values, the stream's
+own clock: 2.3a PCR_repetition_error ("time interval between two consecutive PCR values more
+than 100 ms", TR 101 290 V1.4.1 §5.2.2) and 2.3b PCR_discontinuity. Measured on arrival time
+instead, the jitter of a sender starting up (``ffmpeg -re``) or of a network burst raised
+2.3a on streams whose PCRs are 40-80 ms apart. Arrival time only serves a PCR PID that stops
+carrying PCRs altogether (``pcr_missing_after_s``). Time in which no byte at all arrives is
+input loss, not a table or PCR fault: the arrival timers stand still over it.
 
 Not implemented: 2.4 PCR accuracy (needs a CBR stream and a precise clock), 2.6 CAT, priority 3.
 """
@@ -54,6 +60,10 @@ class Tr101290Settings:
     pmt_interval_max_s: float = 0.5  # 1.5
     pid_missing_after_s: float = 5.0  # 1.6, video and audio PIDs named in a PMT
     pcr_interval_max_s: float = 0.1  # 2.3a (0.04 for legacy strict DVB, TR V1.2.1)
+    pcr_missing_after_s: float = 1.0
+    """A PCR PID whose bytes keep arriving with no PCR for this long (arrival time) is in 2.3a
+    without waiting for the next PCR to measure the interval on; far above the 0.1 s limit, so
+    that arrival jitter never fires it."""
     pcr_discontinuity_max_s: float = 0.1  # 2.3b
     pts_interval_max_s: float = 0.7  # 2.5
     error_hold_s: float = 1.0
@@ -92,7 +102,9 @@ F_LAST_SEEN = 0
 F_PCR_T = 1
 F_PTS_T = 2
 F_GAP_MAX = 3  # 1.6 limit for watched PIDs
-N_F = 4
+F_PCR_JITTER = 4  # largest |arrival interval - PCR interval| of consecutive PCRs, s; NaN: none
+F_PCR_ARRIVAL = 5  # arrival of the last PCR, not moved over stalls (F_PCR_T is): for the jitter
+N_F = 6
 
 # Per-PID flags (uint8).
 FLAG_PSI = 1  # hand every packet to Python (PAT, PMT)
@@ -111,7 +123,7 @@ EV_SYNC_REGAINED = 2
 EV_PSI = 3
 EV_CC = 4  # value: packets missing, or 0 for a packet repeated more than twice
 EV_TEI = 5
-EV_PCR_INTERVAL = 6  # value: interval since the previous PCR, µs
+EV_PCR_INTERVAL = 6  # value: PCR value interval since the previous PCR, µs (stream time)
 EV_PCR_JUMP = 7  # value: PCR difference, µs (signed)
 EV_PTS = 8  # value: interval since the previous PTS, µs
 EV_GAP = 9  # value: gap, µs
@@ -287,7 +299,7 @@ def scan_packets(
                     pid_i[pid, I_CC_DUP] = 0
                     pid_i[pid, I_CC_LAST] = cc
 
-        # 2.3a PCR_repetition (arrival time) and 2.3b PCR_discontinuity (PCR values).
+        # 2.3a PCR_repetition and 2.3b PCR_discontinuity, both on PCR values.
         if has_pcr:
             p = pos + 6
             base = (
@@ -298,19 +310,26 @@ def scan_packets(
                 | (np.int64(buf[p + 4]) >> 7)
             )
             pcr = base * 300 + (((np.int64(buf[p + 4]) & 1) << 8) | np.int64(buf[p + 5]))
-            interval = t - pid_f[pid, F_PCR_T]
-            if interval > pcr_interval_max:
-                pid_i[pid, I_PCR_REPETITION] += 1
-                ev[k, 0] = EV_PCR_INTERVAL
-                ev[k, 1] = pid
-                ev[k, 2] = pos
-                ev[k, 3] = np.int64(interval * 1e6)
-                ev_t[k] = t
-                k += 1
             if pid_i[pid, I_PCR_SEEN] and not pid_i[pid, I_DISC]:
                 jump = (pcr - pid_i[pid, I_PCR]) % PCR_WRAP
                 if jump >= PCR_WRAP // 2:
                     jump -= PCR_WRAP
+                # 2.3a on the stream's own clock: arrival jitter (a sender starting up, a
+                # network burst) never makes PCRs that the stream spaces < 100 ms late. The
+                # arrival interval only tells a sparse PCR (the wall clock went by too) from
+                # a jump of the clock (2.3b alone).
+                step_s = jump / 27e6
+                jitter = abs(t - pid_f[pid, F_PCR_ARRIVAL] - step_s)
+                if not jitter <= pid_f[pid, F_PCR_JITTER]:  # also when NaN (none yet)
+                    pid_f[pid, F_PCR_JITTER] = jitter
+                if step_s > pcr_interval_max and t - pid_f[pid, F_PCR_T] > step_s / 2:
+                    pid_i[pid, I_PCR_REPETITION] += 1
+                    ev[k, 0] = EV_PCR_INTERVAL
+                    ev[k, 1] = pid
+                    ev[k, 2] = pos
+                    ev[k, 3] = jump // 27
+                    ev_t[k] = t
+                    k += 1
                 if jump < 0 or jump > pcr_jump_max:
                     pid_i[pid, I_PCR_DISCONTINUITY] += 1
                     ev[k, 0] = EV_PCR_JUMP
@@ -323,6 +342,7 @@ def scan_packets(
             pid_i[pid, I_PCR] = pcr
             pid_i[pid, I_DISC] = 0
             pid_f[pid, F_PCR_T] = t
+            pid_f[pid, F_PCR_ARRIVAL] = t
 
         # 2.5 PTS_error: PES headers that start in this packet, unscrambled only.
         if (
@@ -599,6 +619,7 @@ class Tr101290Analyzer:
         self._pmts: dict[int, tuple[int, tuple[tuple[int, str], ...]]] = {}  # PMT PID -> content
         self._es: dict[int, str] = {}  # watched ES PID -> 'video' | 'audio'
         self._pcr_pids: set[int] = set()
+        self._pcr_overdue: set[int] = set()  # PCR PIDs raised by the pcr_missing_after_s timer
 
     # ----------------------------------------------------------------------- public
 
@@ -614,6 +635,8 @@ class Tr101290Analyzer:
             t0 = now_s
         else:
             t0 = min(now_s, max(self._last_s, now_s - _SPREAD_MAX_S))
+            if t0 > self._last_s:
+                self._pause_timers(t0 - self._last_s)
         pos = 0
         full = self.EVENT_ROWS - EVENTS_PER_PACKET_MAX
         while True:
@@ -667,13 +690,29 @@ class Tr101290Analyzer:
                 )
         for pid in self._pcr_pids:
             last_s = float(self._pid_f[pid, F_PCR_T])
-            if now_s - last_s > s.pcr_interval_max_s:
+            if now_s - last_s > s.pcr_missing_after_s:
+                self._pcr_overdue.add(pid)
                 self._cond("tr101290_pcr", pid).begin(
                     last_s + s.pcr_interval_max_s,
                     kind="repetition",
                     limit_ms=_ms(s.pcr_interval_max_s),
                 )
+            elif pid in self._pcr_overdue:  # PCRs are back, whatever their values say
+                self._pcr_overdue.discard(pid)
+                self._cond("tr101290_pcr", pid).end(now_s)
         self._settle(now_s)
+
+    def take_pcr_jitter_ms(self) -> dict[int, float]:
+        """Per PCR PID, the largest difference between the arrival interval and the PCR
+        interval of two consecutive PCRs since the last call, in ms: how much the path (or the
+        sender) moves packets against the stream's clock. Reported, never alarmed on: a sender
+        starting up shows tens of ms here. Arrival times within one chunk are interpolated, so
+        it includes up to a chunk's spread. A metrics reader may call this from another thread
+        (a maximum taken while the reader writes one is lost, no more)."""
+        column = self._pid_f[:, F_PCR_JITTER]
+        out = {pid: round(float(column[pid]) * 1000, 3) for pid in sorted(self._pcr_pids)}
+        column[:] = np.nan
+        return {pid: ms for pid, ms in out.items() if not math.isnan(ms)}
 
     @property
     def in_sync(self) -> bool:
@@ -702,6 +741,14 @@ class Tr101290Analyzer:
         return Tr101290Counters(totals, per_pid)
 
     # ----------------------------------------------------------------------- internals
+
+    def _pause_timers(self, stall_s: float) -> None:
+        """Nothing arrived for ``stall_s``: the arrival timers (PAT, PMT, PID, PTS, PCR) stand
+        still, so that the first chunk after a stall does not find every table overdue."""
+        self._last_pat_s += stall_s
+        for pid in self._pmt_last_s:
+            self._pmt_last_s[pid] += stall_s
+        self._pid_f[:, [F_LAST_SEEN, F_PCR_T, F_PTS_T]] += stall_s
 
     def _start(self, now_s: float) -> None:
         self._last_s = now_s
@@ -747,7 +794,10 @@ class Tr101290Analyzer:
             elif kind == EV_PCR_INTERVAL:
                 cond = self._cond("tr101290_pcr", pid)
                 n = 0 if cond.ongoing else 1  # check() already counted this gap
-                cond.error(t, hold, n, kind="repetition", interval_ms=value / 1000)
+                # Raised from when the stream's clock says the PCR was due, held from now on.
+                due_s = min(t - value / 1e6 + self.settings.pcr_interval_max_s, t)
+                held_s = t - due_s + hold
+                cond.error(due_s, held_s, n, kind="repetition", interval_ms=value / 1000)
                 cond.end(t, interval_ms=value / 1000)
             elif kind == EV_PCR_JUMP:
                 self._cond("tr101290_pcr", pid).error(

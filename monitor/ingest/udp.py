@@ -1,14 +1,29 @@
 """MPEG-TS over UDP and RTP, unicast and multicast: a socket reader feeding a BytePipe.
 
 ``udp://HOST:PORT`` listens on HOST (a local address, or a multicast group to join) and PORT;
-``rtp://HOST:PORT`` is the same with the RTP header (RFC 3550) stripped from each datagram.
-Options in the query: ``localaddr`` (interface address for a multicast join, default any),
-``buffer_size`` (socket receive buffer in bytes, default 4 MiB). Every socket call is bounded
-by a timeout, so stop() ends the reader within a fraction of a second.
+``rtp://HOST:PORT`` is the same with the RTP header (RFC 3550) stripped from each datagram and
+its sequence numbers accounted for (``monitor.ingest.rtp``: loss, duplicates, reordering;
+the ``rtp_loss`` alarm). Options in the query, named as FFmpeg's udp protocol names them:
+
+- ``localaddr``: the interface to join a group on, by address (FFmpeg's meaning) or by name
+  (``localaddr=eth1``, which FFmpeg does not take); default: the one the routing table picks.
+- ``sources``: source-specific multicast (IGMPv3 SSM, RFC 4607): comma-separated IPv4
+  addresses, each joined with ``IP_ADD_SOURCE_MEMBERSHIP``; datagrams from any other source
+  are dropped (and counted) even where the kernel delivers them.
+- ``block``: sources never to receive from (``IP_BLOCK_SOURCE``, and dropped on receipt).
+- ``buffer_size``: the socket receive buffer in bytes, default 4 MiB.
+
+A multicast socket is bound to its group address, not to the wildcard, and has
+``IP_MULTICAST_ALL`` off: on Linux a wildcard-bound socket receives every group joined on the
+host for its port (by any socket, with the default ``IP_MULTICAST_ALL=1``), so two channels on
+``239.1.1.1:5000`` and ``239.1.1.2:5000`` would feed each other's packets into one decoder.
+Every socket call is bounded by a timeout, so stop() ends the reader within a fraction of a
+second.
 """
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import socket
 import struct
@@ -20,9 +35,26 @@ from urllib.parse import parse_qs, urlsplit
 
 from monitor.errors import InputError
 from monitor.ingest.pipe import BytePipe
+from monitor.ingest.reports import Report, TransportCondition
+from monitor.ingest.rtp import RtpCounters, RtpSequence, parse_rtp
 
 POLL_S = 0.2
 MAX_DATAGRAM = 65536
+JUDGE_EVERY_S = 1.0
+"""RTP loss is judged over intervals this long (as SRT's statistics are)."""
+
+# Linux <linux/in.h> values the socket module does not name.
+IP_MULTICAST_ALL = 49
+IP_ADD_SOURCE_MEMBERSHIP = 39
+IP_BLOCK_SOURCE = 38
+SIOCGIFADDR = 0x8915
+OPTIONS = ("localaddr", "sources", "block", "buffer_size")
+FFMPEG_ONLY_OPTIONS = frozenset(
+    {"fifo_size", "overrun_nonfatal", "pkt_size", "reuse", "reuse_socket", "timeout", "ttl"}
+    | {"localport", "local_port", "connect", "bitrate", "burst_bits", "broadcast"}
+)
+"""FFmpeg udp options that mean nothing to this reader (its own buffering, a receiver): URLs
+copied from an FFmpeg command line work; a misspelt option is an error."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +63,10 @@ class UdpOptions:
     port: int
     rtp: bool = False
     localaddr: str = "0.0.0.0"
+    """The interface address to join on (resolved from a name by ``from_url``)."""
     buffer_bytes: int = 4 << 20
+    sources: tuple[str, ...] = ()
+    block: tuple[str, ...] = ()
 
     @property
     def multicast(self) -> bool:
@@ -50,44 +85,91 @@ class UdpOptions:
             raise InputError(f"{url}: {exc}") from None
         if not port:
             raise InputError(f"{url}: a port is needed, e.g. {parts.scheme}://239.1.1.1:5000")
-        query = parse_qs(parts.query)
+        if ipaddress.ip_address(host).version != 4:
+            raise InputError(f"{url}: IPv6 is not supported (IPv4 unicast or multicast only)")
+        query = parse_qs(parts.query, keep_blank_values=True)
+        unknown = sorted(set(query) - set(OPTIONS) - FFMPEG_ONLY_OPTIONS)
+        if unknown:
+            raise InputError(f"{url}: unknown option {unknown[0]!r} (known: {', '.join(OPTIONS)})")
         try:
             buffer_bytes = int(query.get("buffer_size", [4 << 20])[0])
         except ValueError:
             raise InputError(f"{url}: buffer_size must be a number of bytes") from None
-        localaddr = query.get("localaddr", ["0.0.0.0"])[0]
-        return cls(host, port, parts.scheme == "rtp", localaddr, buffer_bytes)
+        localaddr = interface_address(url, query.get("localaddr", ["0.0.0.0"])[0])
+        sources = addresses(url, "sources", query)
+        block = addresses(url, "block", query)
+        return cls(host, port, parts.scheme == "rtp", localaddr, buffer_bytes, sources, block)
+
+
+def addresses(url: str, option: str, query: dict[str, list[str]]) -> tuple[str, ...]:
+    """The IPv4 addresses of a comma-separated option (it may also be given several times)."""
+    out: list[str] = []
+    for value in query.get(option, []):
+        for item in value.split(","):
+            item = item.strip()
+            try:
+                address = ipaddress.ip_address(item)
+            except ValueError:
+                raise InputError(f"{url}: {option}: {item!r} is not an IPv4 address") from None
+            if address.version != 4 or address.is_multicast:
+                raise InputError(f"{url}: {option}: {item} is not a unicast IPv4 address")
+            out.append(str(address))
+    return tuple(out)
+
+
+def interface_address(url: str, value: str) -> str:
+    """``localaddr`` as an IPv4 address: given as one, or the address of a named interface."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    else:
+        if address.version != 4:
+            raise InputError(f"{url}: localaddr: {value} is not an IPv4 address")
+        return value
+    if not value or len(value) > 15:
+        raise InputError(f"{url}: localaddr: {value!r} is neither an address nor an interface")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        request = struct.pack("256s", value.encode())
+        try:
+            answer = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, request)
+        except OSError as exc:
+            reason = "no such interface" if exc.errno == 19 else "it has no IPv4 address"
+            raise InputError(f"{url}: localaddr: interface {value!r}: {reason}") from None
+    return socket.inet_ntoa(answer[20:24])
 
 
 def rtp_payload(datagram: bytes) -> bytes | None:
     """The payload of an RTP packet (RFC 3550 §5.1), or None when it is not RTP version 2."""
-    if len(datagram) < 12 or datagram[0] >> 6 != 2:
-        return None
-    first = datagram[0]
-    offset = 12 + 4 * (first & 0x0F)
-    if first & 0x10:  # header extension: 16-bit profile, 16-bit length in 32-bit words
-        if len(datagram) < offset + 4:
-            return None
-        (words,) = struct.unpack_from("!H", datagram, offset + 2)
-        offset += 4 + 4 * words
-    end = len(datagram)
-    if first & 0x20:  # padding: the last byte counts the padding bytes
-        end -= datagram[-1]
-    return datagram[offset:end] if offset <= end else None
+    header = parse_rtp(datagram)
+    return None if header is None else datagram[header.payload_offset : header.payload_end]
 
 
 class UdpReader:
-    """Receives datagrams on a thread and writes their MPEG-TS payload into a pipe."""
+    """Receives datagrams on a thread and writes their MPEG-TS payload into a pipe.
 
-    def __init__(self, options: UdpOptions, pipe: BytePipe, name: str) -> None:
+    ``report`` receives the ``rtp_loss`` condition of an RTP input (judged every
+    JUDGE_EVERY_S); ``gauges()`` gives the counters for the metrics.
+    """
+
+    def __init__(
+        self, options: UdpOptions, pipe: BytePipe, name: str, report: Report | None = None
+    ) -> None:
         self.options = options
         self.pipe = pipe
         self.name = name
+        self.report = report
         self.datagrams = 0
         self.bytes_in = 0
         self.last_receive_s = time.monotonic()  # arrival of the last datagram
         self.tap: Callable[[bytes], None] | None = None  # sees every TS payload (TR 101 290)
         self.not_rtp = 0
+        self.filtered = 0  # datagrams from a source not asked for (sources, block)
+        self.sequence = RtpSequence()
+        self._judged = RtpCounters()
+        self._loss_active = False
+        self._accept = frozenset(options.sources)
+        self._refuse = frozenset(options.block)
         self._stop = threading.Event()
         self._sock = self._open()
         self._thread = threading.Thread(target=self._run, name=f"udp {name}", daemon=True)
@@ -99,9 +181,19 @@ class UdpReader:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, o.buffer_bytes)
             if o.multicast:
-                sock.bind(("", o.port))
-                membership = socket.inet_aton(o.host) + socket.inet_aton(o.localaddr)
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+                # Bound to the group: only datagrams sent to it reach this socket. Without
+                # IP_MULTICAST_ALL=0, groups joined by other sockets would reach it as well.
+                sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+                sock.bind((o.host, o.port))
+                group, interface = socket.inet_aton(o.host), socket.inet_aton(o.localaddr)
+                for source in o.sources:  # struct ip_mreq_source: group, interface, source
+                    mreq = group + interface + socket.inet_aton(source)
+                    sock.setsockopt(socket.IPPROTO_IP, IP_ADD_SOURCE_MEMBERSHIP, mreq)
+                if not o.sources:
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, group + interface)
+                for source in o.block:
+                    mreq = group + interface + socket.inet_aton(source)
+                    sock.setsockopt(socket.IPPROTO_IP, IP_BLOCK_SOURCE, mreq)
             else:
                 sock.bind((o.host, o.port))
             sock.settimeout(POLL_S)
@@ -116,28 +208,75 @@ class UdpReader:
 
     def _run(self) -> None:
         rtp = self.options.rtp
+        screen = bool(self._accept or self._refuse)
+        next_judge_s = time.monotonic() + JUDGE_EVERY_S
         try:
             while not self._stop.is_set():
+                if rtp and time.monotonic() >= next_judge_s:
+                    next_judge_s = time.monotonic() + JUDGE_EVERY_S
+                    self._judge()
                 try:
-                    datagram = self._sock.recv(MAX_DATAGRAM)
+                    datagram, (sender, _) = self._sock.recvfrom(MAX_DATAGRAM)
                 except TimeoutError:
                     continue
                 except OSError:
                     break
+                if screen and (
+                    (self._accept and sender not in self._accept) or sender in self._refuse
+                ):
+                    self.filtered += 1
+                    continue
                 self.datagrams += 1
                 self.last_receive_s = time.monotonic()
                 if rtp:
-                    payload = rtp_payload(datagram)
-                    if payload is None:
+                    header = parse_rtp(datagram)
+                    if header is None:
                         self.not_rtp += 1
                         continue
-                    datagram = payload
+                    self.sequence.packet(header.sequence, header.ssrc)
+                    datagram = datagram[header.payload_offset : header.payload_end]
                 self.bytes_in += len(datagram)
                 self.pipe.write(datagram)
                 if self.tap is not None:
                     self.tap(datagram)
         finally:
             self._sock.close()
+
+    def _judge(self) -> None:
+        """One interval of RTP accounting: ``rtp_loss`` while numbers go missing."""
+        self.sequence.judge()
+        total = self.sequence.counters
+        interval = total.since(self._judged)
+        self._judged = total
+        active = interval.lost > 0
+        if self.report is None or not (active or self._loss_active):
+            return
+        self._loss_active = active
+        detail = {
+            **interval.as_detail(),
+            "lost_total": total.lost,
+            "duplicates_total": total.duplicates,
+            "reordered_total": total.reordered,
+            "interval_s": JUDGE_EVERY_S,
+        }
+        self.report(TransportCondition("rtp_loss", active, time.monotonic(), None, detail))
+
+    def gauges(self) -> tuple[tuple[str, tuple[tuple[str, str], ...], float], ...]:
+        """Counters since the input started, as (metric name, extra labels, value)."""
+        out: list[tuple[str, tuple[tuple[str, str], ...], float]] = [
+            ("udp_datagrams_filtered", (), float(self.filtered)),
+        ]
+        if self.options.rtp:
+            c = self.sequence.counters
+            out += [
+                ("rtp_packets_received", (), float(c.received)),
+                ("rtp_packets_lost", (), float(c.lost)),
+                ("rtp_packets_duplicate", (), float(c.duplicates)),
+                ("rtp_packets_reordered", (), float(c.reordered)),
+                ("rtp_sequence_restarts", (), float(c.restarts)),
+                ("rtp_datagrams_not_rtp", (), float(self.not_rtp)),
+            ]
+        return tuple(out)
 
     def stop(self) -> None:
         self._stop.set()

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from monitor.alarms.engine import AlarmEvent, Emit
 from monitor.config import ChannelConfig, InputConfig
-from monitor.decode.media_source import DecodeReport, MediaSource, StreamInfo
+from monitor.decode.media_source import AudioChunk, DecodeReport, MediaSource, StreamInfo
+from monitor.errors import InputError
 from monitor.pipeline.channel import ChannelPipeline
 
 
@@ -63,14 +64,33 @@ def analyze(
             media.report.warnings.append("no video stream: picture checks are off")
         if not media.audio_streams:
             media.report.warnings.append("no audio stream: audio checks are off")
+        audio_chunks = 0
         for item in media:
             if duration_s is not None and item.pts_s >= duration_s:
                 summary.stopped_at_duration = True
                 break
+            if type(item) is AudioChunk:
+                audio_chunks += 1
             pipeline.process(item)
+        if pipeline.picture_count == 0 and audio_chunks == 0 and not summary.stopped_at_duration:
+            r = media.report
+            raise InputError(
+                f"no decodable audio or video in {media.name}: nothing decoded "
+                f"({damage(r) or 'no frame'})"
+            )
         pipeline.finish()
         summary.pictures = pipeline.picture_count
         summary.media_s = pipeline.media_end_s
     summary.wall_s = time.perf_counter() - wall0
     summary.cpu_s = time.process_time() - cpu0
     return summary
+
+
+def damage(report: DecodeReport) -> str:
+    """The damage counts of a decode, for a one-line message ('' when there was none)."""
+    counts = [
+        (report.corrupt_packets, "corrupt packets"),
+        (report.decode_errors, "undecodable packets"),
+        (report.demux_errors, "demuxer errors skipped"),
+    ]
+    return ", ".join(f"{n} {what}" for n, what in counts if n)

@@ -41,6 +41,7 @@ from monitor.checks.registry import build_checks
 from monitor.config import ChannelConfig, InputConfig, ThumbnailConfig
 from monitor.decode.media_source import (
     AudioChunk,
+    DecodeReport,
     MediaSource,
     Picture,
     PictureSelection,
@@ -127,6 +128,13 @@ class TransportChecks:
     def feed(self, data: bytes) -> None:
         self._analyzer.feed(data, time.monotonic())
 
+    def gauges(self) -> tuple[tuple[str, tuple[tuple[str, str], ...], float], ...]:
+        """PCR arrival jitter per PCR PID since the last call (reported, never alarmed)."""
+        return tuple(
+            ("tr101290_pcr_arrival_jitter_ms", (("pid", str(pid)),), ms)
+            for pid, ms in self._analyzer.take_pcr_jitter_ms().items()
+        )
+
 
 def warm_up() -> None:
     """Load every kernel a live session calls, with the argument types it will use.
@@ -186,10 +194,12 @@ class StreamIngest:
         self.name = name  # for messages: never holds a secret
         self._make_reader = make_reader
         self.reader: TsReader | None = None
+        self.transport: TransportChecks | None = None
 
     def start(self, report: Report) -> None:
         self.reader = self._make_reader(report)
-        self.reader.tap = TransportChecks(report).feed
+        self.transport = TransportChecks(report)
+        self.reader.tap = self.transport.feed
         self.reader.start()
 
     def renditions(self) -> list[str | None]:
@@ -213,6 +223,13 @@ class StreamIngest:
     def bytes_in(self) -> int:
         return self.reader.bytes_in if self.reader else 0
 
+    def gauges(self) -> tuple[tuple[str, tuple[tuple[str, str], ...], float], ...]:
+        """The reader's own counters for the metrics (RTP sequence accounting), if any, and
+        the transport checks' PCR arrival jitter."""
+        gauges = getattr(self.reader, "gauges", None)
+        own = gauges() if callable(gauges) else ()
+        return own + (self.transport.gauges() if self.transport else ())
+
     def stop(self) -> None:
         if self.reader is not None:
             self.reader.stop()
@@ -220,7 +237,7 @@ class StreamIngest:
 
 def udp_ingest(url: str) -> StreamIngest:
     options = UdpOptions.from_url(url)
-    return StreamIngest(url, lambda report: UdpReader(options, BytePipe(), url))
+    return StreamIngest(url, lambda report: UdpReader(options, BytePipe(), url, report))
 
 
 def srt_ingest(url: str) -> StreamIngest:
@@ -325,6 +342,8 @@ class LiveSummary:
     restarts: int = 0
     bytes_in: int = 0
     streams: list[StreamInfo] = field(default_factory=list)
+    damage: DecodeReport = field(default_factory=DecodeReport)
+    """What every decoder of the session skipped (damaged packets, demuxer errors), summed."""
 
 
 class Rendition:
@@ -507,6 +526,7 @@ class LiveSession:
                 reason = "stopped" if stop.is_set() else "input ended or went silent"
                 if media.report.read_error:
                     reason = media.report.read_error
+                self._put(("damage", r, media.report))
             self._put(("end", r, reason))
         except InputError as exc:
             self._put(("end", r, str(exc)))
@@ -628,6 +648,11 @@ class LiveSession:
                 self.notice(f"{self.ingest.name}: {payload}; reopening in {wait_s:.1f} s")
         elif kind == "transport":
             self._observe_transport(payload)
+        elif kind == "damage":
+            total, report = self.summary.damage, payload
+            total.corrupt_packets += report.corrupt_packets
+            total.decode_errors += report.decode_errors
+            total.demux_errors += report.demux_errors
 
     def _count_picture(self, r: Rendition, picture: Picture, waited_s: float) -> None:
         r.pictures += 1
@@ -660,6 +685,11 @@ class LiveSession:
     def _stats(self, now: float) -> list[InputStats]:
         t = self.session_s(now)
         out = []
+        ingest_gauges = (
+            self.ingest.gauges()
+            if isinstance(self.ingest, StreamIngest) and self._ingest_started
+            else ()
+        )
         for r in self.renditions.values():
             pipeline = r.pipeline
             fps = (r.pictures - r.pictures_reported) / STATS_EVERY_S
@@ -684,7 +714,8 @@ class LiveSession:
                     gauges=tuple(
                         (name, tuple(sorted(labels.items())), value)
                         for name, labels, value in (pipeline.gauges() if pipeline else ())
-                    ),
+                    )
+                    + ingest_gauges,
                 )
             )
         return out
@@ -759,6 +790,13 @@ class LiveSession:
         for r in self.renditions.values():
             if r.thread is not None:
                 r.thread.join(timeout=2.0)
+        while True:  # the decoders' last word: what they skipped
+            try:
+                kind, rendition, payload = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "damage":
+                self._handle(kind, rendition, payload)
         end = self.session_s()
         self.summary.media_s = end - self._run_start_s
         if self.persistent:

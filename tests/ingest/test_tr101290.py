@@ -458,3 +458,48 @@ def test_a_stream_starting_mid_packet_is_not_sync_loss(clean: Stream) -> None:
         analyzer.feed(data[off : off + 1316], T0 + k * 0.005)
     assert [c.alarm for c in seen] == []
     assert analyzer.in_sync
+
+
+def test_pcrs_arriving_late_at_a_sender_start_are_no_pcr_error(clean: Stream) -> None:
+    # A sender starting up: the first 0.6 s of the stream arrive in three stutters (nothing
+    # for 150-200 ms, then a burst), then on schedule. The PCR values are 40-80 ms apart.
+    s = clean.copy()
+    for end_s in (0.2, 0.4, 0.6):
+        stutter = (s.times > end_s - 0.2) & (s.times < end_s)
+        s.times[stutter] = end_s
+    result = run(s)
+    assert result.of("tr101290_pcr") == []
+    assert result.analyzer.counters.totals["pcr_repetition"] == 0
+
+
+def test_a_stall_of_every_byte_is_input_loss_not_a_table_or_pcr_fault(clean: Stream) -> None:
+    s = clean.copy()
+    s.times[s.times >= 4.0] += 2.0  # nothing arrives for 2 s, then the stream goes on
+    result = run(s)
+    assert result.conditions == []
+
+
+def test_a_pcr_pid_that_stops_carrying_pcrs_raises_pcr_until_they_return(clean: Stream) -> None:
+    s = clean.copy()
+    rows = np.flatnonzero(_has_pcr(s.packets) & (s.times > 3.0) & (s.times < 6.0))
+    s.packets[rows, 5] &= ~np.uint8(0x10)  # PCR_flag off for 3 s: bytes keep flowing
+    result = run(s)
+    (episode,) = result.episodes("tr101290_pcr", str(VIDEO))
+    last_pcr = s.times[_has_pcr(s.packets) & (s.times <= 3.0)].max()
+    assert episode[0] == pytest.approx(last_pcr + 0.1, abs=0.02)
+    # raised by the 1 s timer while missing; the returning PCR ends it (then the 1 s hold)
+    assert 6.9 <= episode[1] <= 7.1
+    raised = result.of("tr101290_pcr")[0]
+    assert raised.detail["kind"] == "repetition"
+
+
+def test_pcr_arrival_jitter_is_measured_not_alarmed(clean: Stream) -> None:
+    assert max(run(clean).analyzer.take_pcr_jitter_ms().values()) < 15  # on schedule
+    s = clean.copy()
+    stutter = (s.times > 3.0) & (s.times < 3.2)
+    s.times[stutter] = 3.2  # 200 ms held up, then a burst
+    result = run(s)
+    (jitter_ms,) = result.analyzer.take_pcr_jitter_ms().values()
+    assert 100 < jitter_ms < 250  # less the spread of the burst over its last 0.1 s
+    assert result.conditions == []
+    assert result.analyzer.take_pcr_jitter_ms() == {}  # taken: none since

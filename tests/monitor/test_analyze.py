@@ -210,6 +210,7 @@ def test_missing_file_is_one_clear_line(streamqc, tmp_path):
 def test_garbage_bytes_are_not_media(streamqc, tmp_path):
     run = streamqc("analyze", str(make_garbage(tmp_path / "garbage.ts")))
     assert run.code == 1 and run.stderr.strip().count("\n") == 0
+    assert "no decodable audio or video in" in run.stderr
     assert "garbage.ts: not a media file" in run.stderr
 
 
@@ -219,6 +220,7 @@ def test_source_without_video_or_audio_is_unusable(streamqc, tmp_path):
     run = streamqc("analyze", str(subtitles))
     assert run.code == 1 and run.stderr.strip().count("\n") == 0
     assert "captions.srt: no video and no audio stream" in run.stderr
+    assert "no decodable audio or video in" in run.stderr
 
 
 def test_directory_is_not_media(streamqc, tmp_path):

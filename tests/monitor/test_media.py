@@ -55,6 +55,22 @@ def test_timeline_bridges_a_jump_far_ahead_but_keeps_a_short_gap():
     assert timeline.discontinuities == 1
 
 
+def test_a_gap_ahead_is_media_once_the_next_timestamp_confirms_it():
+    timeline = Timeline(TB, MPEG_WRAP_TICKS, confirm_after_s=1.0)
+    timeline.seconds(0, 0.04, 0.0)
+    assert timeline.seconds(2 * 90000, 0.04, 0.0) == pytest.approx(0.04)
+    assert timeline.seconds(2 * 90000 + 3600, 0.04, 0.0) == pytest.approx(2.04)
+    assert timeline.suspect_timestamps == 0
+
+
+def test_one_timestamp_seconds_ahead_does_not_move_the_timeline():
+    # A damaged PTS 26 s ahead, then the stream's own timestamps again.
+    timeline = Timeline(TB, MPEG_WRAP_TICKS, confirm_after_s=1.0)
+    times = [timeline.seconds(p, 0.04, 0.0) for p in (0, 3600, 7200 + 26 * 90000, 10800, 14400)]
+    assert times == pytest.approx([0.0, 0.04, 0.08, 0.12, 0.16])
+    assert timeline.discontinuities == 0 and timeline.suspect_timestamps == 1
+
+
 def test_small_jitter_backwards_is_not_a_discontinuity():
     timeline = Timeline(TB, MPEG_WRAP_TICKS)
     timeline.seconds(90000, 0.04, 0.0)
@@ -203,3 +219,10 @@ def test_reference_pictures_skip_the_b_pictures(tmp_path):
     ends = [p.end_s for p in anchors[:-1]]
     starts = [p.pts_s for p in anchors[1:]]
     assert all(end >= start - 1e-6 for end, start in zip(ends, starts, strict=True))
+
+
+def test_long_steps_of_a_variable_frame_rate_are_taken_once_confirmed():
+    timeline = Timeline(TB, MPEG_WRAP_TICKS, confirm_after_s=1.0)
+    times = [timeline.seconds(round(p * 90000), 0.04, 0.0) for p in (0, 2, 4, 4.04)]
+    assert times == pytest.approx([0.0, 0.04, 4.0, 4.04])
+    assert timeline.suspect_timestamps == 0

@@ -638,8 +638,10 @@ class HlsClient:
         if segments:
             r.next_msn = max(r.next_msn or 0, newest + 1)
             r.newest_msn = newest
-        if kind == "vod":
+        if kind == "vod" and r.kind != "live":
             r.ended = True  # every segment is queued; nothing will be added
+        # A live playlist that gains EXT-X-ENDLIST is a channel whose packager stopped (FFmpeg's
+        # hls muxer writes it on exit): still followed, so that hls_stale and input_loss say so.
 
         if problems:
             self._set("hls_sequence", r.name, True, problems)

@@ -496,7 +496,8 @@ class LiveSession:
             return (time.monotonic() if monotonic_s is None else monotonic_s) - self._start
         now = time.monotonic()
         clock_s = self._media_clock(now)
-        return clock_s if monotonic_s is None else clock_s - (now - monotonic_s)
+        # Reports from before the first picture (a playlist error at open) are at the start.
+        return clock_s if monotonic_s is None else max(0.0, clock_s - (now - monotonic_s))
 
     def _media_clock(self, now: float) -> float:
         """The media the renditions reached; while none advances it runs on in real time, so

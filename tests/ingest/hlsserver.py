@@ -11,8 +11,9 @@ segment duration, plus a master playlist. Content index ``msn % n_segments`` loo
 style: one init segment = ftyp+moov, each segment = moof+mdat), served with
 ``#EXT-X-MAP:URI="init.mp4"`` (RFC 8216 §3.3).
 
-Fault controls (thread-safe, take effect on the next request): ``freeze``, ``fail_segment``,
-``garble_segment``, ``rewind``, ``set_extinf``, ``stall``, ``serve_html``, ``master_status``.
+Fault controls (thread-safe, take effect on the next request): ``freeze``, ``end_list``,
+``fail_segment``, ``garble_segment``, ``rewind``, ``set_extinf``, ``stall``, ``serve_html``,
+``master_status``.
 
 ``LiveHlsServer(ladder, event=True)`` serves EVENT playlists instead (``PLAYLIST-TYPE:EVENT``,
 every segment from MSN 0 stays listed, new ones appended at the live edge).
@@ -241,6 +242,7 @@ class LiveHlsServer:
         self._closing = threading.Event()
         self._start_s = time.monotonic()
         self._frozen: dict[str, int] = {}
+        self._ended: set[str] = set()
         self._offset: dict[str, int] = dict.fromkeys(self.ladder, 0)
         self._failing: dict[tuple[str, int], int] = {}
         self._garbled: set[tuple[str, int]] = set()
@@ -317,6 +319,14 @@ class LiveHlsServer:
         edge = self.edge(name)
         with self._lock:
             self._frozen[name] = edge
+        return edge
+
+    def end_list(self, name: str) -> int:
+        """Freeze ``name`` with EXT-X-ENDLIST, as FFmpeg's hls muxer leaves a live playlist
+        when the encoder stops; returns its last MSN."""
+        edge = self.freeze(name)
+        with self._lock:
+            self._ended.add(name)
         return edge
 
     def fail_segment(self, name: str, msn: int | None = None, status: int = 404) -> int:
@@ -412,6 +422,9 @@ class LiveHlsServer:
                 lines.append("#EXT-X-DISCONTINUITY")
             dur = ext_s if msn >= ext_from else r.durations_s[msn % n]
             lines += [f"#EXTINF:{dur:.3f},", f"seg{msn}.{r.extension}"]
+        with self._lock:
+            if name in self._ended:
+                lines.append("#EXT-X-ENDLIST")
         return "\n".join(lines) + "\n"
 
     def respond(self, path: str) -> tuple[int, str, bytes]:

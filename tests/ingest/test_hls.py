@@ -497,3 +497,13 @@ def test_aes128_iv_is_the_tag_or_the_media_sequence_number():
     body = bytes(range(256)) * 3 + b"tail"
     iv = aes128_iv(None, 99)
     assert aes128_decrypt(aes128_encrypt(body, KEY, iv), KEY, iv) == body
+
+
+def test_a_live_playlist_ending_with_endlist_still_raises_hls_stale(server):
+    # FFmpeg's hls muxer appends EXT-X-ENDLIST when the encoder stops: for a live channel that
+    # is an outage, not the end of an asset.
+    actions = [(1.0, lambda: [server.end_list(name) for name in ALL])]
+    run = follow(server.url, 4.5, actions)
+
+    assert run.subjects("hls_stale") == set(ALL)
+    assert not run.client.media_timed() and not run.client.finished()

@@ -26,8 +26,9 @@ and DRM methods cannot be decoded here: the rendition is reported once (``hls_en
 naming the method) and its segments are not fetched.
 
 Playlist errors are one line naming the playlist URL, the line and the tag
-(:class:`PlaylistSyntaxError`); a master playlist that lists itself or a cycle of master
-playlists is an :class:`InputError` at the start ("playlist cycle: A -> B -> A").
+(:class:`PlaylistSyntaxError` and the ``hls_playlist`` detail); a master playlist that lists
+itself or a cycle of master playlists is an :class:`InputError` at the start ("playlist
+cycle: A -> B -> A").
 
 Conditions (``subject`` = rendition name, ``at_s`` = ``time.monotonic()``), each cleared when it
 no longer holds:
@@ -96,14 +97,13 @@ class _PlaylistError(Exception):
 
 
 class PlaylistSyntaxError(_PlaylistError):
-    """A playlist line the parser cannot read: names the URL, the line number and the line."""
+    """A playlist line the parser cannot read: the line number and the line (the caller names
+    the playlist's URL, which the condition's detail carries as well)."""
 
-    def __init__(self, url: str, lineno: int | None, line: str, reason: str) -> None:
+    def __init__(self, lineno: int | None, line: str, reason: str) -> None:
         where = f"line {lineno}" if lineno is not None else "a line"
         shown = line if len(line) <= 120 else line[:117] + "..."
-        super().__init__(
-            f"{url} {where}: malformed {shown!r} ({reason})", url=url, line=lineno, tag=shown
-        )
+        super().__init__(f"{where}: malformed {shown!r} ({reason})", line=lineno, tag=shown)
 
 
 def parse_playlist(text: str, url: str) -> m3u8.M3U8:
@@ -124,7 +124,7 @@ def parse_playlist(text: str, url: str) -> m3u8.M3U8:
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         lineno, line = seen[-1] if seen else (None, "")
         reason = f"{type(exc).__name__}: {exc}"
-        raise PlaylistSyntaxError(url, lineno, line.strip(), reason) from None
+        raise PlaylistSyntaxError(lineno, line.strip(), reason) from None
 
 
 def playlist_kind(playlist: m3u8.M3U8) -> PlaylistKind:
@@ -455,8 +455,8 @@ class HlsClient:
             # Nothing can ever be decoded: say why now rather than run to an empty summary.
             name, why = next(iter(failures.items()))
             more = f" (and {len(failures) - 1} more renditions)" if len(failures) > 1 else ""
-            label = "" if name == "main" else f" rendition {name}:"
-            raise InputError(f"HLS {self.url}:{label} {why}{more}")
+            where = "" if name == "main" else f" rendition {name} ({self._states[name].url}):"
+            raise InputError(f"HLS {self.url}:{where} {why}{more}")
         self.ready.set()
 
     async def _load_media_playlists(self, limit_s: float) -> dict[str, str]:
@@ -560,7 +560,7 @@ class HlsClient:
         if playlist.is_variant:
             raise _PlaylistError("expected a media playlist, got a master playlist")
         if playlist.target_duration is None:
-            raise _PlaylistError(f"{r.url}: no #EXT-X-TARGETDURATION")
+            raise _PlaylistError("no #EXT-X-TARGETDURATION")
         td = float(playlist.target_duration)
         r.target_duration_s = td
         msn0 = playlist.media_sequence or 0

@@ -118,8 +118,8 @@ class StaticHlsServer:
     @property
     def base_url(self) -> str:
         assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self._httpd.server_address[1]
+        return f"http://127.0.0.1:{port}"
 
     def url(self, path: str = "master.m3u8") -> str:
         return f"{self.base_url}/{path}"

@@ -140,7 +140,7 @@ def test_a_malformed_tag_names_the_playlist_the_line_and_the_tag():
         code, events, err = finish(analyze_live(url))
     assert code == 1 and events == []
     assert err.count("\n") == 1, err
-    assert f"{url} line 3: malformed '#EXT-X-TARGETDURATION:abc'" in err, err
+    assert f"HLS {url}: line 3: malformed '#EXT-X-TARGETDURATION:abc'" in err, err
 
 
 def test_a_malformed_rendition_of_a_ladder_is_an_hls_playlist_alarm_the_others_analysed():
@@ -152,7 +152,9 @@ def test_a_malformed_rendition_of_a_ladder_is_an_hls_playlist_alarm_the_others_a
         events, session = run_session(server.url())
     playlist = [e for e in events if e["alarm"] == "hls_playlist"]
     assert [e["state"] for e in playlist] == ["raised", "cleared"], events
-    assert "line 3: malformed '#EXT-X-TARGETDURATION:abc'" in playlist[0]["detail"]["error"]
+    detail = playlist[0]["detail"]
+    assert detail["url"].endswith("/v2/index.m3u8") and detail["line"] == 3
+    assert detail["error"].startswith("line 3: malformed '#EXT-X-TARGETDURATION:abc' (")
     assert session.summary.ended
     assert session.summary.pictures == 2 * CLIP.n_frames
 

@@ -475,6 +475,18 @@ def test_an_unusable_aes128_key_raises_hls_encryption_naming_the_key(ladder, key
     assert all(not data for data in run.data.values()), "nothing undecryptable is passed on"
 
 
+def test_a_wrong_aes128_key_raises_hls_encryption_and_passes_nothing_on(ladder):
+    wrong = bytes(reversed(KEY))
+    with LiveHlsServer(ladder, key=KEY, key_body=wrong) as live:
+        run = follow(live.url, 2.2)
+
+    assert run.subjects("hls_encryption") == set(ALL)
+    for condition in run.raised("hls_encryption"):
+        assert condition.detail["error"].startswith("AES-128 decryption failed: ")
+        assert condition.detail["error"].endswith("(wrong key or IV?)")
+    assert all(not data for data in run.data.values()), "garbage is not passed on as media"
+
+
 def test_sample_aes_on_every_rendition_is_an_input_error_naming_the_method(ladder):
     with LiveHlsServer(ladder, key=KEY, key_method="SAMPLE-AES") as live:
         client = HlsClient(live.url, lambda c: None)

@@ -25,9 +25,9 @@ from the tag or else the media sequence number as a 128-bit big-endian integer. 
 and DRM methods cannot be decoded here: the rendition is reported once (``hls_encryption``,
 naming the method) and its segments are not fetched.
 
-Playlist errors are one line naming the playlist URL, the line and the tag
-(:class:`PlaylistSyntaxError` and the ``hls_playlist`` detail); a master playlist that lists
-itself or a cycle of master playlists is an :class:`InputError` at the start ("playlist
+Playlist errors are one line naming the playlist URL, the line and the tag (parsing lives in
+``monitor/ingest/hls_playlist.py``, decryption in ``hls_aes.py``); a master playlist that
+lists itself or a cycle of master playlists is an :class:`InputError` at the start ("playlist
 cycle: A -> B -> A").
 
 Conditions (``subject`` = rendition name, ``at_s`` = ``time.monotonic()``), each cleared when it
@@ -63,14 +63,19 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import httpx
-import m3u8  # type: ignore[import-untyped]  # ships no type hints
-from cryptography.hazmat.primitives import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from monitor.errors import InputError
+from monitor.ingest.hls_aes import AES_BLOCK_BYTES, aes128_decrypt, aes128_iv
+from monitor.ingest.hls_playlist import (
+    PlaylistError,
+    PlaylistKind,
+    parse_playlist,
+    playlist_kind,
+    unsupported_method,
+)
 from monitor.ingest.pipe import BytePipe
 from monitor.ingest.reports import Report, TransportCondition
 
@@ -81,82 +86,7 @@ SLOW_DOWNLOAD_FRACTION = 0.8
 MEDIA_TIMED_BUFFER_BYTES = 4 << 20
 """How far the downloads of a VOD/EVENT rendition run ahead of its decoder: enough for a few
 segments of any ladder rung, far below BytePipe's overflow limit (which would drop bytes)."""
-AES_BLOCK_BYTES = 16  # AES-128: 128-bit key, 128-bit blocks and IV (RFC 8216 §4.3.2.4)
-CLEAR_METHODS = (None, "", "NONE")
 _STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
-
-PlaylistKind = Literal["live", "event", "vod"]
-
-
-class _PlaylistError(Exception):
-    """A playlist load failed; the message is the condition's detail."""
-
-    def __init__(self, message: str, **detail: Any) -> None:
-        super().__init__(message)
-        self.detail = {"error": message, **detail}
-
-
-class PlaylistSyntaxError(_PlaylistError):
-    """A playlist line the parser cannot read: the line number and the line (the caller names
-    the playlist's URL, which the condition's detail carries as well)."""
-
-    def __init__(self, lineno: int | None, line: str, reason: str) -> None:
-        where = f"line {lineno}" if lineno is not None else "a line"
-        shown = line if len(line) <= 120 else line[:117] + "..."
-        super().__init__(f"{where}: malformed {shown!r} ({reason})", line=lineno, tag=shown)
-
-
-def parse_playlist(text: str, url: str) -> m3u8.M3U8:
-    """Parse playlist ``text`` loaded from ``url``; PlaylistSyntaxError names the bad line.
-
-    The m3u8 parser raises bare ValueErrors (``int('abc')``) without a line; its custom tag
-    hook is called with the line number before each tag is parsed, so the last line it saw is
-    the line that failed.
-    """
-    seen: list[tuple[int, str]] = []
-
-    def note(line: str, lineno: int, data: Any, state: Any) -> bool:
-        seen.append((lineno, line))
-        return False  # the standard parser still parses the tag
-
-    try:
-        return m3u8.loads(text, uri=url, custom_tags_parser=note)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        lineno, line = seen[-1] if seen else (None, "")
-        reason = f"{type(exc).__name__}: {exc}"
-        raise PlaylistSyntaxError(lineno, line.strip(), reason) from None
-
-
-def playlist_kind(playlist: m3u8.M3U8) -> PlaylistKind:
-    """The playlist's kind: "vod" with EXT-X-ENDLIST or PLAYLIST-TYPE:VOD (it will not change,
-    RFC 8216 §4.3.3.5), "event" with PLAYLIST-TYPE:EVENT (segments are only appended), else
-    "live"."""
-    kind = (playlist.playlist_type or "").upper()
-    if playlist.is_endlist or kind == "VOD":
-        return "vod"
-    return "event" if kind == "EVENT" else "live"
-
-
-def aes128_iv(iv_attribute: str | None, msn: int) -> bytes:
-    """The CBC IV of a segment: the key tag's IV, else its media sequence number as a 128-bit
-    big-endian integer (RFC 8216 §5.2)."""
-    if iv_attribute:
-        digits = iv_attribute[2:] if iv_attribute[:2].lower() == "0x" else iv_attribute
-        iv = bytes.fromhex(digits.rjust(2 * AES_BLOCK_BYTES, "0"))
-        if len(iv) != AES_BLOCK_BYTES:
-            raise ValueError(f"IV {iv_attribute} is not 128 bits")
-        return iv
-    return msn.to_bytes(AES_BLOCK_BYTES, "big")
-
-
-def aes128_decrypt(body: bytes, key: bytes, iv: bytes) -> bytes:
-    """AES-128-CBC with PKCS7 padding, restarted on each segment (RFC 8216 §4.3.2.4)."""
-    if len(body) % AES_BLOCK_BYTES:
-        raise ValueError(f"{len(body)} bytes is not a whole number of AES blocks")
-    decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
-    plain = decryptor.update(body) + decryptor.finalize()
-    unpadder = padding.PKCS7(8 * AES_BLOCK_BYTES).unpadder()
-    return unpadder.update(plain) + unpadder.finalize()
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,19 +169,6 @@ def _ts_error(body: bytes) -> str | None:
 
 def _nonempty(body: bytes) -> str | None:
     """Encrypted segments and keys: what they hold is only known after decryption."""
-    return None
-
-
-def _unsupported_method(playlist: m3u8.M3U8) -> str | None:
-    """The first encryption method of ``playlist`` that cannot be decrypted here, by name."""
-    for key in [*playlist.keys, *(seg.key for seg in playlist.segments)]:
-        if key is None or key.method in CLEAR_METHODS:
-            continue
-        keyformat = (key.keyformat or "identity").strip('"')
-        if key.method != "AES-128":
-            return str(key.method)
-        if keyformat != "identity":  # a DRM system's key, not the 16 octets themselves
-            return f"AES-128 (KEYFORMAT={keyformat})"
     return None
 
 
@@ -416,7 +333,7 @@ class HlsClient:
         try:
             text, _ = await self._get_playlist(self.url, limit_s)
             playlist = parse_playlist(text, self.url)
-        except _PlaylistError as exc:
+        except PlaylistError as exc:
             raise InputError(f"HLS {self.url}: {exc}") from None
         now = time.monotonic()
         if not playlist.is_variant:
@@ -446,7 +363,7 @@ class HlsClient:
             try:
                 self._on_playlist(r, first[name], now)
                 self._set("hls_playlist", r.name, False)
-            except _PlaylistError as exc:
+            except PlaylistError as exc:
                 failures[name] = str(exc)
                 self._set("hls_playlist", r.name, True, {"url": r.url, **exc.detail})
             if r.disabled is not None:
@@ -466,7 +383,7 @@ class HlsClient:
         async def load(r: _Rendition) -> tuple[str, str | None]:
             try:
                 text, _ = await self._get_playlist(r.url, limit_s)
-            except _PlaylistError as exc:
+            except PlaylistError as exc:
                 self._set("hls_playlist", r.name, True, {"url": r.url, **exc.detail})
                 return r.name, None
             return r.name, text
@@ -477,7 +394,7 @@ class HlsClient:
             r = self._states[name]
             try:
                 nested = parse_playlist(text, r.url)
-            except _PlaylistError:
+            except PlaylistError:
                 continue  # reported with the rendition's other playlist errors
             if nested.is_variant:
                 path = [self.url, r.url]
@@ -504,7 +421,7 @@ class HlsClient:
     # ------------------------------------------------------------------ playlists
 
     async def _get_playlist(self, url: str, limit_s: float) -> tuple[str, float]:
-        """(text, seconds taken) of a playlist; _PlaylistError for anything unusable."""
+        """(text, seconds taken) of a playlist; PlaylistError for anything unusable."""
         assert self._http is not None
         t0 = time.monotonic()
         try:
@@ -516,13 +433,13 @@ class HlsClient:
                     # every HTTP/1.1 client meets); httpx does not retry, a GET is idempotent.
                     response = await self._http.get(url)
         except (TimeoutError, httpx.HTTPError) as exc:
-            raise _PlaylistError(_describe(exc, time.monotonic() - t0)) from None
+            raise PlaylistError(_describe(exc, time.monotonic() - t0)) from None
         if response.status_code != 200:
-            raise _PlaylistError(f"HTTP {response.status_code}", status=response.status_code)
+            raise PlaylistError(f"HTTP {response.status_code}", status=response.status_code)
         text = response.text
         if not text.lstrip("\ufeff").startswith("#EXTM3U"):
             ctype = response.headers.get("content-type", "")
-            raise _PlaylistError(
+            raise PlaylistError(
                 f"not an HLS playlist (no #EXTM3U; Content-Type {ctype or 'none'})",
                 content_type=ctype,
             )
@@ -541,7 +458,7 @@ class HlsClient:
                 text, _ = await self._get_playlist(r.url, limit_s)
                 self._set("hls_playlist", r.name, False)
                 changed = self._on_playlist(r, text, start_s)
-            except _PlaylistError as exc:
+            except PlaylistError as exc:
                 self._set("hls_playlist", r.name, True, {"url": r.url, **exc.detail})
             except Exception as exc:  # a parser surprise must not end the rendition
                 detail = {"url": r.url, "error": f"{type(exc).__name__}: {exc}"}
@@ -558,9 +475,9 @@ class HlsClient:
         r.playlist_hash = digest
         playlist = parse_playlist(text, r.url)
         if playlist.is_variant:
-            raise _PlaylistError("expected a media playlist, got a master playlist")
+            raise PlaylistError("expected a media playlist, got a master playlist")
         if playlist.target_duration is None:
-            raise _PlaylistError("no #EXT-X-TARGETDURATION")
+            raise PlaylistError("no #EXT-X-TARGETDURATION")
         td = float(playlist.target_duration)
         r.target_duration_s = td
         msn0 = playlist.media_sequence or 0
@@ -570,7 +487,7 @@ class HlsClient:
             if kind != "live":
                 r.next_msn = msn0  # VOD and EVENT: from the first segment, not the live edge
                 r.first_msn = msn0
-        if r.disabled is None and (method := _unsupported_method(playlist)) is not None:
+        if r.disabled is None and (method := unsupported_method(playlist)) is not None:
             r.disabled = (
                 f"segments encrypted with METHOD={method}: not supported "
                 "(streamqc decrypts METHOD=AES-128 only)"
@@ -629,7 +546,7 @@ class HlsClient:
                 try:
                     iv = aes128_iv(seg.key.iv, msn)
                 except ValueError as exc:
-                    raise _PlaylistError(f"{r.url}: #EXT-X-KEY: {exc}") from None
+                    raise PlaylistError(f"{r.url}: #EXT-X-KEY: {exc}") from None
             index = msn - (r.first_msn or 0)
             media_s = r.media_s[index] if 0 <= index < len(r.media_s) else 0.0
             r.queue.put_nowait(

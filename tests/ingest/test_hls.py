@@ -498,7 +498,7 @@ def test_sample_aes_on_every_rendition_is_an_input_error_naming_the_method(ladde
 
 
 def test_aes128_iv_is_the_tag_or_the_media_sequence_number():
-    from monitor.ingest.hls import aes128_decrypt, aes128_iv
+    from monitor.ingest.hls_aes import aes128_decrypt, aes128_iv
     from tests.ingest.hlsserver import aes128_encrypt
 
     # RFC 8216 §5.2: the sequence number, big-endian, left-padded with zeros to 16 octets.

@@ -79,6 +79,10 @@ STEP_LEAD_S = 2.0
 the ladder comparison's ``max_skew_s`` (12 s by default), past which an instant is judged
 without the renditions that have not reached it."""
 STEP_STALL_S = 5.0
+CLOCK_GRACE_S = 1.0
+"""A media-timed clock waits this long without new media before it runs on in real time: a
+pause shorter than that is decoding (a segment's first picture, the last decoder ending),
+not a stall."""
 """A rendition that has not advanced for this long is not waited for (its own alarms say why)."""
 
 
@@ -500,13 +504,15 @@ class LiveSession:
         return clock_s if monotonic_s is None else max(0.0, clock_s - (now - monotonic_s))
 
     def _media_clock(self, now: float) -> float:
-        """The media the renditions reached; while none advances it runs on in real time, so
-        that hold-offs (input_loss while a VOD origin hangs) elapse. Never goes back."""
+        """The media the renditions reached; when none advances for CLOCK_GRACE_S it runs on
+        in real time, so that hold-offs (input_loss while a VOD origin hangs) elapse. Never
+        goes back."""
         reached_s = max((r.media_end_s for r in self.renditions.values()), default=0.0)
         if reached_s > self._clock_media_s or self._clock_moved_s == 0.0:
             self._clock_media_s = max(reached_s, self._clock_media_s)
             self._clock_moved_s = now
-        self._clock_s = max(self._clock_s, self._clock_media_s + (now - self._clock_moved_s))
+        stalled_s = max(0.0, now - self._clock_moved_s - CLOCK_GRACE_S)
+        self._clock_s = max(self._clock_s, self._clock_media_s + stalled_s)
         return self._clock_s
 
     # --- set-up -------------------------------------------------------------------------
@@ -882,7 +888,10 @@ class LiveSession:
             last = max(last, self._start + self._run_start_s)
         gap = now - last
         lost = gap > self.ingest.arrival_gap_s(r.name)
-        tracker.observe(t, lost, since_s=self.session_s(last), detail={"gap_s": round(gap, 1)})
+        since_s = self.session_s(last)
+        if self.media_timed:  # media stopped where this rendition's decoding stopped
+            since_s = min(t, max(since_s, r.media_end_s))
+        tracker.observe(t, lost, since_s=since_s, detail={"gap_s": round(gap, 1)})
         if r.name is not None and None in self._loss:  # an unreachable origin is reachable now
             self._loss[None].observe(t, False)
 
@@ -926,6 +935,8 @@ class LiveSession:
                 r.thread.join(timeout=2.0)
         end = self.session_s()
         self.summary.media_s = end - self._run_start_s
+        if self.media_timed:  # the media analysed, not the clock that may have run on past it
+            self.summary.media_s = max((r.media_end_s for r in self.renditions.values()), default=0)
         if self.persistent:
             return
         for r in self.renditions.values():

@@ -64,7 +64,8 @@ Override = Callable[[bytes], bytes]
 class StaticHlsServer:
     """Serves ``folder`` over HTTP on 127.0.0.1 (``with StaticHlsServer(folder) as server``).
 
-    ``override(path, fn)`` makes ``path`` (e.g. "/v0/index.m3u8") answer ``fn(file bytes)``.
+    ``override(path, fn)`` makes ``path`` (e.g. "/v0/index.m3u8") answer ``fn(file bytes)``;
+    ``delay(path, seconds)`` answers ``path`` that much later (a hanging origin).
     ``requests`` lists every path asked for, in order.
     """
 
@@ -72,11 +73,16 @@ class StaticHlsServer:
         self.folder = Path(folder)
         self.requests: list[str] = []
         self._overrides: dict[str, Override] = {}
+        self._delays: dict[str, float] = {}
+        self._closing = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     def override(self, path: str, fn: Override) -> None:
         self._overrides[path] = fn
+
+    def delay(self, path: str, seconds: float) -> None:
+        self._delays[path] = seconds
 
     def __enter__(self) -> StaticHlsServer:
         server = self
@@ -87,7 +93,10 @@ class StaticHlsServer:
 
             def do_GET(self) -> None:
                 server.requests.append(self.path)
-                fn = server._overrides.get(self.path.split("?")[0])
+                path = self.path.split("?")[0]
+                if path in server._delays:
+                    server._closing.wait(server._delays[path])
+                fn = server._overrides.get(path)
                 if fn is None:
                     super().do_GET()
                     return
@@ -111,6 +120,7 @@ class StaticHlsServer:
 
     def __exit__(self, *exc: object) -> None:
         assert self._httpd is not None and self._thread is not None
+        self._closing.set()  # wakes delayed answers
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(5)

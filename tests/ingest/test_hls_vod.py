@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config.model import ChannelConfig
+from monitor.config.model import ChannelConfig, InputConfig
 from monitor.demo.synth import Span
 from monitor.pipeline.live_session import LiveSession
 from tests.ingest.hlsvod import FFMPEG, StaticHlsServer, package_vod
@@ -58,9 +58,11 @@ def packaged(encrypt: bool) -> Path:
     return folder
 
 
-def run_session(url: str, **options: object) -> tuple[list[dict], LiveSession]:
+def run_session(
+    url: str, channel: ChannelConfig = CHANNEL, **options: object
+) -> tuple[list[dict], LiveSession]:
     events: list[dict] = []
-    session = LiveSession(url, CHANNEL, lambda e: events.append(e.to_dict()), **options)
+    session = LiveSession(url, channel, lambda e: events.append(e.to_dict()), **options)
     session.run()
     return events, session
 
@@ -112,6 +114,33 @@ def test_a_vod_stopped_by_duration_is_cut_at_that_media_time():
     assert events == []
     assert not session.summary.ended
     assert session.summary.media_s == pytest.approx(10.0, abs=1.0)
+
+
+def test_a_vod_origin_hanging_mid_asset_raises_input_loss_at_that_media_time():
+    # Segment 10 of every rung (media 20-22 s) is answered 6 s late (within the input's
+    # 10 s read timeout): the decoders starve at 20 s; input_loss waits 1.5 target durations
+    # (3 s) of silence, then raises, dated at the media time where decoding stopped (the
+    # clock runs on in real time meanwhile).
+    hang_s, segment = 6.0, 10
+    with StaticHlsServer(packaged(False)) as server:
+        for i in range(len(CLIP.rungs)):
+            server.delay(f"/v{i}/seg{segment}.ts", hang_s)
+        source = InputConfig(url=server.url(), read_timeout_s=10.0)
+        events, session = run_session(
+            server.url(), channel=ChannelConfig(name="vod"), source=source
+        )
+    assert session.summary.ended and session.summary.pictures == 3 * CLIP.n_frames
+    loss = [e for e in events if e["alarm"] == "input_loss"]
+    assert sorted((e["rendition"], e["state"]) for e in loss) == sorted(
+        (r.name, state) for r in CLIP.rungs for state in ("raised", "cleared")
+    ), events
+    for e in loss:
+        assert e["start"] == pytest.approx(2.0 * segment, abs=0.3), e
+    # The late segment is also a download slower than its duration, and nothing else.
+    slow = [e for e in events if e["alarm"] == "hls_slow_download" and e["state"] == "raised"]
+    assert sorted(e["rendition"] for e in slow) == sorted(r.name for r in CLIP.rungs)
+    assert {e["detail"]["msn"] for e in slow} == {segment}
+    assert {e["alarm"] for e in events} == {"input_loss", "hls_slow_download"}, events
 
 
 @pytest.mark.parametrize("method", ["SAMPLE-AES", "SAMPLE-AES-CTR"])

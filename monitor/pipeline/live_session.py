@@ -79,11 +79,11 @@ STEP_LEAD_S = 2.0
 the ladder comparison's ``max_skew_s`` (12 s by default), past which an instant is judged
 without the renditions that have not reached it."""
 STEP_STALL_S = 5.0
+"""A rendition that has not advanced for this long is not waited for (its own alarms say why)."""
 CLOCK_GRACE_S = 1.0
 """A media-timed clock waits this long without new media before it runs on in real time: a
 pause shorter than that is decoding (a segment's first picture, the last decoder ending),
 not a stall."""
-"""A rendition that has not advanced for this long is not waited for (its own alarms say why)."""
 
 
 class SessionObserver(Protocol):

@@ -902,7 +902,10 @@ class LiveSession:
         key = (condition.alarm, condition.subject)
         tracker = self._transport.get(key)
         if tracker is None:
-            rendition = condition.subject if condition.subject in self.renditions else None
+            # An HLS rendition is named even before (or without) a decoder: one whose segments
+            # cannot be decrypted never gets one.
+            known = condition.subject in self.renditions or condition.subject in self._ladder()
+            rendition = condition.subject if known else None
             subject = Subject(self.channel.name, self.input_name, rendition)
             tracker = AlarmTracker(condition.alarm, rule, subject, self.emit, None, self.inherited)
             self._transport[key] = tracker

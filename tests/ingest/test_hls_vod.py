@@ -159,6 +159,26 @@ def test_an_unsupported_encryption_is_one_line_naming_the_method(method):
     assert fetched == [], "nothing is downloaded that cannot be decoded"
 
 
+def test_one_sample_aes_rendition_is_reported_once_by_name_and_the_others_analysed():
+    def swap(body: bytes) -> bytes:
+        return body.replace(b"METHOD=AES-128", b"METHOD=SAMPLE-AES")
+
+    with StaticHlsServer(packaged(True)) as server:
+        server.override("/v2/index.m3u8", swap)
+        events, session = run_session(server.url(), channel=ChannelConfig(name="vod"))
+        fetched = [p for p in server.requests if p.startswith("/v2/seg")]
+    encryption = [e for e in events if e["alarm"] == "hls_encryption"]
+    assert [(e["state"], e["rendition"]) for e in encryption] == [
+        ("raised", CLIP.name(2)),
+        ("cleared", CLIP.name(2)),  # at the end of the analysis
+    ], events
+    assert encryption[0]["detail"]["method"] == "SAMPLE-AES"
+    assert encryption[1]["detail"]["cleared_by"] == "end_of_input"
+    assert fetched == []
+    assert session.summary.ended and session.summary.pictures == 2 * CLIP.n_frames
+    assert {e["alarm"] for e in events} == {"hls_encryption"}, events
+
+
 def test_a_malformed_tag_names_the_playlist_the_line_and_the_tag():
     def break_it(body: bytes) -> bytes:
         return body.replace(b"#EXT-X-TARGETDURATION:2", b"#EXT-X-TARGETDURATION:abc")

@@ -277,8 +277,13 @@ def print_summary(s: AnalysisSummary) -> None:
 
 def print_live_summary(s: LiveSummary) -> None:
     streams = "; ".join(info.description for info in s.streams) or "no decodable stream"
+    if s.ended:  # a VOD asset, read to its end as fast as it decodes
+        speed = f", {s.media_s / s.wall_s:.1f}x real time" if s.wall_s > 0 else ""
+        done = f"analysed {s.media_s:.1f} s of media to the end in {s.wall_s:.1f} s{speed}"
+    else:
+        done = f"monitored {s.media_s:.1f} s"
     print(
-        f"streamqc: {s.source} ({streams}): monitored {s.media_s:.1f} s, {s.pictures} pictures, "
+        f"streamqc: {s.source} ({streams}): {done}, {s.pictures} pictures, "
         f"{s.bytes_in} bytes, {s.restarts} decoder restarts",
         file=sys.stderr,
     )

@@ -80,3 +80,8 @@ class BytePipe:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes written and not yet read: how far a writer is ahead of the decoder."""
+        return self._size

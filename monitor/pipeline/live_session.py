@@ -14,6 +14,14 @@ channel pipelines and the alarm trackers, and once every tick:
 Times are seconds since the session started, on the monotonic clock: each (re)opened decoder
 places its first frame at the current session time, so one timeline runs across reconnects
 and the pipelines (and so the alarm state) live for the whole session.
+
+An HLS VOD or EVENT input is *media-timed* instead: it is read from its first segment as fast
+as it decodes, its times are media seconds from that segment (so an alarm's ``start`` is a
+position in the asset), and the session clock follows the media the renditions reached (and
+runs on in real time while nothing arrives, so input_loss still raises). The renditions of a
+media-timed ladder are kept within :data:`STEP_LEAD_S` of each other, so that they can be
+compared. A VOD rendition whose last segment has been decoded is *done*: no input_loss, no
+reopening; a session whose renditions are all done ends by itself (``streamqc analyze``).
 """
 
 from __future__ import annotations
@@ -68,6 +76,16 @@ JOIN_GRACE_S = 5.0
 """A decoder joining a live stream mid-GOP sees its first picture only at the next keyframe."""
 CLAIM_WINDOW_S = 5.0
 """Media a restarted session decodes before inherited alarms nobody claimed are cleared."""
+STEP_LEAD_S = 2.0
+"""How far one rendition of a media-timed ladder may decode ahead of the slowest: well inside
+the ladder comparison's ``max_skew_s`` (12 s by default), past which an instant is judged
+without the renditions that have not reached it."""
+STEP_STALL_S = 5.0
+"""A rendition that has not advanced for this long is not waited for (its own alarms say why)."""
+CLOCK_GRACE_S = 1.0
+"""A media-timed clock waits this long without new media before it runs on in real time: a
+pause shorter than that is decoding (a segment's first picture, the last decoder ending),
+not a stall."""
 
 
 class SessionObserver(Protocol):
@@ -113,6 +131,10 @@ class Ingest(Protocol):
     def container(self, rendition: str | None) -> str: ...
     def bytes_in(self) -> int: ...
     def stop(self) -> None: ...
+    def media_timed(self) -> bool: ...
+    def media_start_s(self, rendition: str | None) -> float: ...
+    def done(self, rendition: str | None) -> bool: ...
+    def finished(self) -> bool: ...
 
 
 class TransportChecks:
@@ -234,6 +256,18 @@ class StreamIngest:
         if self.reader is not None:
             self.reader.stop()
 
+    def media_timed(self) -> bool:
+        return False  # a live stream: the session's clock is the wall clock
+
+    def media_start_s(self, rendition: str | None) -> float:
+        return 0.0
+
+    def done(self, rendition: str | None) -> bool:
+        return False  # a stream never ends by design: silence is an input loss
+
+    def finished(self) -> bool:
+        return False
+
 
 def udp_ingest(url: str) -> StreamIngest:
     options = UdpOptions.from_url(url)
@@ -255,6 +289,7 @@ class HlsIngest:
         self.client: HlsClient | None = None
         self.thread: threading.Thread | None = None
         self._error: str | None = None
+        self._handed: set[str] = set()  # renditions whose first pipe a decoder has taken
 
     def start(self, report: Report) -> None:
         client = self.client = HlsClient(
@@ -265,10 +300,12 @@ class HlsIngest:
         )
         self.thread = threading.Thread(target=self._run, name=f"hls {self.name}", daemon=True)
         self.thread.start()
-        client.ready.wait(self.source.open_timeout_s + self.source.read_timeout_s + 1.0)
-        if not client.renditions:
+        # The master playlist, then the media playlists (in parallel), each within the timeouts.
+        client.ready.wait(2 * (self.source.open_timeout_s + self.source.read_timeout_s) + 1.0)
+        if client.open_error is not None or not client.renditions:
             self.stop()
-            raise InputError(self._error or f"{self.name}: no rendition within the open timeout")
+            error = client.open_error or self._error
+            raise InputError(str(error or f"{self.name}: no rendition within the open timeout"))
 
     def _run(self) -> None:
         assert self.client is not None
@@ -295,7 +332,15 @@ class HlsIngest:
 
     def new_pipe(self, rendition: str | None, read_timeout_s: float) -> BytePipe:
         assert self.client is not None and rendition is not None
-        pipe = BytePipe(read_timeout_s=max(read_timeout_s, 2 * self.arrival_gap_s(rendition)))
+        timeout_s = max(read_timeout_s, 2 * self.arrival_gap_s(rendition))
+        if self.media_timed() and rendition not in self._handed:
+            # The first decoder of a VOD/EVENT rendition takes the pipe the client has been
+            # filling since the start: it holds the first segments, which a new pipe would lose.
+            self._handed.add(rendition)
+            pipe = self.client.renditions[rendition]
+            pipe.read_timeout_s = timeout_s
+            return pipe
+        pipe = BytePipe(read_timeout_s=timeout_s)
         self.client.replace_pipe(rendition, pipe)
         return pipe
 
@@ -315,6 +360,20 @@ class HlsIngest:
             self.client.stop()
         if self.thread is not None:
             self.thread.join(timeout=5.0)
+
+    def media_timed(self) -> bool:
+        """VOD and EVENT playlists: read from the first segment, timed in media seconds."""
+        return self.client.media_timed() if self.client else False
+
+    def media_start_s(self, rendition: str | None) -> float:
+        """Where a new decoder of ``rendition`` starts on the media timeline."""
+        return self.client.pipe_media_s(rendition) if self.client and rendition else 0.0
+
+    def done(self, rendition: str | None) -> bool:
+        return bool(self.client and rendition and self.client.done(rendition))
+
+    def finished(self) -> bool:
+        return bool(self.client and self.client.finished())
 
 
 def rendition_size(name: str | None) -> int | None:
@@ -344,6 +403,8 @@ class LiveSummary:
     streams: list[StreamInfo] = field(default_factory=list)
     damage: DecodeReport = field(default_factory=DecodeReport)
     """What every decoder of the session skipped (damaged packets, demuxer errors), summed."""
+    ended: bool = False  # a VOD input read to its end (the session ended by itself)
+    wall_s: float = 0.0
 
 
 class Rendition:
@@ -375,6 +436,12 @@ class Rendition:
         self.wait_max_s = 0.0  # longest decode-to-analysed time since the last stats
         self.restarts = 0
         self.video_end_s: float | None = None  # end of the last picture, for gap counting
+        self.done = False  # a VOD rendition decoded to its end: nothing more will come
+        self.waited_s = 0.0  # monotonic time it last waited for slower renditions
+
+    def active_s(self) -> float:
+        """When it last advanced or waited (a rendition held back in step is not stalled)."""
+        return max(self.progress_s, self.waited_s)
 
     def pipeline_for(self, streams: list[StreamInfo]) -> ChannelPipeline:
         if self.pipeline is None:  # created once: alarm state outlives reconnects
@@ -429,6 +496,10 @@ class LiveSession:
         self._ingest_backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S)
         self._next_stats_s = 0.0
         self.renditions: dict[str | None, Rendition] = {}
+        self.media_timed = False  # known once the ingest has started
+        self._clock_s = 0.0  # the media-timed clock: last value, media reached, when reached
+        self._clock_media_s = 0.0
+        self._clock_moved_s = 0.0
         self.trackers = Trackers(Subject(channel.name, input_name, None), emit, inherited)
         context = CheckContext(
             channel,
@@ -443,7 +514,25 @@ class LiveSession:
     # --- time ---------------------------------------------------------------------------
 
     def session_s(self, monotonic_s: float | None = None) -> float:
-        return (time.monotonic() if monotonic_s is None else monotonic_s) - self._start
+        """Session time now (or at the monotonic instant ``monotonic_s``)."""
+        if not self.media_timed:
+            return (time.monotonic() if monotonic_s is None else monotonic_s) - self._start
+        now = time.monotonic()
+        clock_s = self._media_clock(now)
+        # Reports from before the first picture (a playlist error at open) are at the start.
+        return clock_s if monotonic_s is None else max(0.0, clock_s - (now - monotonic_s))
+
+    def _media_clock(self, now: float) -> float:
+        """The media the renditions reached; when none advances for CLOCK_GRACE_S it runs on
+        in real time, so that hold-offs (input_loss while a VOD origin hangs) elapse. Never
+        goes back."""
+        reached_s = max((r.media_end_s for r in self.renditions.values()), default=0.0)
+        if reached_s > self._clock_media_s or self._clock_moved_s == 0.0:
+            self._clock_media_s = max(reached_s, self._clock_media_s)
+            self._clock_moved_s = now
+        stalled_s = max(0.0, now - self._clock_moved_s - CLOCK_GRACE_S)
+        self._clock_s = max(self._clock_s, self._clock_media_s + stalled_s)
+        return self._clock_s
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -499,6 +588,8 @@ class LiveSession:
         r.reopen_at_s = None
         r.progress_s = time.monotonic()
         start_s = max(self.session_s(), r.media_end_s)
+        if self.media_timed:  # where its next segment sits in the asset
+            start_s = self.ingest.media_start_s(r.name)
         r.thread = threading.Thread(
             target=self._decode,
             args=(r, pipe, start_s, r.stop),
@@ -522,6 +613,8 @@ class LiveSession:
                 for item in media:
                     if stop.is_set():
                         break
+                    if self.media_timed:
+                        self._keep_in_step(r, item.pts_s, stop)
                     self._put(("item", r, (item, time.monotonic())))
                 reason = "stopped" if stop.is_set() else "input ended or went silent"
                 if media.report.read_error:
@@ -532,6 +625,23 @@ class LiveSession:
             self._put(("end", r, str(exc)))
         except Exception as exc:  # a decoder bug must end this thread, never the session
             self._put(("end", r, f"{type(exc).__name__}: {exc}"))
+
+    def _keep_in_step(self, r: Rendition, t_s: float, stop: threading.Event) -> None:
+        """Hold a media-timed rendition (on its decoder thread) while it is more than
+        STEP_LEAD_S ahead of the slowest one still advancing: each decodes at its own speed
+        (a small rung many times faster than a large one), and renditions compared for
+        rendition_mismatch must arrive at about the same media time."""
+        while not stop.is_set():
+            now = time.monotonic()
+            others = [
+                o.media_end_s
+                for o in list(self.renditions.values())
+                if o is not r and o.alive and not o.done and now - o.progress_s < STEP_STALL_S
+            ]
+            if not others or t_s <= min(others) + STEP_LEAD_S:
+                return
+            r.waited_s = now
+            time.sleep(0.01)
 
     def _pictures(self, rendition: str | None) -> PictureSelection:
         """All pictures of the ladder's largest rendition (and of anything unsized), the
@@ -571,6 +681,7 @@ class LiveSession:
             pass  # Ctrl-C ends a live analysis like --duration does
         finally:
             self._shutdown()
+        self.summary.wall_s = time.monotonic() - now
         return self.summary
 
     def _start_ingest(self, now: float) -> None:
@@ -579,6 +690,10 @@ class LiveSession:
         try:
             self.ingest.start(self.report)
             self._ingest_started = True
+            if self.ingest.media_timed():
+                # From here on the clock is the media's: 0 is the asset's first segment.
+                self.media_timed = True
+                self._run_start_s = 0.0
         except InputError as exc:
             if not self.persistent:
                 raise
@@ -589,7 +704,16 @@ class LiveSession:
     def _running(self) -> bool:
         if self.stop.is_set():
             return False
+        if not self.persistent and self._all_done():
+            self.summary.ended = True
+            return False
         return self.duration_s is None or self.session_s() - self._run_start_s < self.duration_s
+
+    def _all_done(self) -> bool:
+        """A VOD input has been decoded to its end, every rendition of it."""
+        if not (self._ingest_started and self.media_timed and self.ingest.finished()):
+            return False
+        return all(r.done for r in self.renditions.values())
 
     def _loop(self) -> None:
         while self._running():
@@ -642,6 +766,10 @@ class LiveSession:
             r.alive = False
             if r.pipe is not None:
                 r.pipe.close()
+            if self.ingest.done(r.name) and payload != "stopped":
+                r.done = True  # its last segment was decoded: not a loss, nothing to reopen
+                r.reopen_at_s = None
+                return
             r.reopen_at_s = time.monotonic() + r.backoff.next_s()
             if payload != "stopped":
                 wait_s = r.reopen_at_s - time.monotonic()
@@ -733,12 +861,14 @@ class LiveSession:
             if any(r.media_end_s - r.first_media_s >= CLAIM_WINDOW_S for r in flowing):  # type: ignore[operator]
                 self.inherited.expire(self._run_start_s, self.emit)
         for r in self.renditions.values():
+            if r.done:
+                continue
             if r.reopen_at_s is not None and now >= r.reopen_at_s:
                 if r.thread is not None:
                     self.summary.restarts += 1
                     r.restarts += 1
                 self._start_decoder(r)
-            elif r.alive and now - r.progress_s > self._watchdog_s(r):
+            elif r.alive and now - r.active_s() > self._watchdog_s(r):
                 # Media time stopped advancing: unblock the decoder; its thread then ends.
                 self.notice(
                     f"{self.ingest.name}: decoded media stopped advancing for "
@@ -767,15 +897,24 @@ class LiveSession:
         # Bytes arriving at the socket count as input, whatever the decoder makes of them
         # (garbage is reported by its own alarms); before any byte, the session start counts.
         received = self.ingest.last_receive_s(r.name)
-        last = max(r.last_item_s, received, self._start + self._run_start_s)
+        # A media-timed rendition waiting for slower ones (r.waited_s) is not starved.
+        last = max(r.last_item_s, received, r.waited_s, self._start)
+        if not self.media_timed:
+            last = max(last, self._start + self._run_start_s)
+        since_s = self.session_s(last)
+        if self.media_timed:  # media stopped where this rendition's decoding stopped
+            since_s = min(t, max(since_s, r.media_end_s))
         limit_s = self.ingest.arrival_gap_s(r.name)
-        arrival = Arrival(r.name, t, now - last, limit_s, self.session_s(last))
+        arrival = Arrival(r.name, t, now - last, limit_s, since_s)
         for check in self.checks:
             check.arrival(arrival)
 
     def _observe_transport(self, condition: TransportCondition) -> None:
         t = self.session_s(condition.at_s)
-        rendition = condition.subject if condition.subject in self.renditions else None
+        # An HLS rendition is named even before (or without) a decoder: one whose segments
+        # cannot be decrypted never gets one.
+        known = condition.subject in self.renditions or condition.subject in self._ladder()
+        rendition = condition.subject if known else None
         for check in self.checks:
             check.transport(condition, t, rendition)
 
@@ -799,6 +938,8 @@ class LiveSession:
                 self._handle(kind, rendition, payload)
         end = self.session_s()
         self.summary.media_s = end - self._run_start_s
+        if self.media_timed:  # the media analysed, not the clock that may have run on past it
+            self.summary.media_s = max((r.media_end_s for r in self.renditions.values()), default=0)
         if self.persistent:
             return
         for r in self.renditions.values():

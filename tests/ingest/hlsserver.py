@@ -11,11 +11,19 @@ segment duration, plus a master playlist. Content index ``msn % n_segments`` loo
 style: one init segment = ftyp+moov, each segment = moof+mdat), served with
 ``#EXT-X-MAP:URI="init.mp4"`` (RFC 8216 §3.3).
 
-Fault controls (thread-safe, take effect on the next request): ``freeze``, ``fail_segment``,
-``garble_segment``, ``rewind``, ``set_extinf``, ``stall``, ``serve_html``, ``master_status``.
+Fault controls (thread-safe, take effect on the next request): ``freeze``, ``end_list``,
+``fail_segment``, ``garble_segment``, ``rewind``, ``set_extinf``, ``stall``, ``serve_html``,
+``master_status``.
+
+``LiveHlsServer(ladder, event=True)`` serves EVENT playlists instead (``PLAYLIST-TYPE:EVENT``,
+every segment from MSN 0 stays listed, new ones appended at the live edge).
+``LiveHlsServer(ladder, key=16 bytes)`` encrypts every segment with AES-128-CBC (PKCS7), the
+IV being the segment's media sequence number (no IV attribute: RFC 8216 §5.2), the key served
+at ``/key.bin``; ``key_method`` announces another METHOD (e.g. "SAMPLE-AES", segments then
+served in the clear) and ``key_body`` serves other bytes as the key.
 
 URLs: ``/master.m3u8``, ``/<name>/index.m3u8``, ``/<name>/seg<msn>.ts`` (``.m4s`` for fMP4),
-``/<name>/init.mp4``.
+``/<name>/init.mp4``, ``/key.bin``.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from pathlib import Path
 
 import av
 from av.bitstream import BitStreamFilterContext
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from monitor.demo.synth import MediaSpec, make_ts
 
@@ -209,8 +219,22 @@ def build_ladder(
 class LiveHlsServer:
     """Serves a ladder as live HLS while open (``with LiveHlsServer(ladder) as server``)."""
 
-    def __init__(self, ladder: list[Rendition], *, segment_s: float = 1.0, window: int = 5):
+    def __init__(
+        self,
+        ladder: list[Rendition],
+        *,
+        segment_s: float = 1.0,
+        window: int = 5,
+        event: bool = False,
+        key: bytes | None = None,
+        key_method: str = "AES-128",
+        key_body: bytes | None = None,
+    ):
         self.ladder = {r.name: r for r in ladder}
+        self.event = event
+        self.key = key
+        self.key_method = key_method
+        self.key_body = key if key_body is None else key_body
         self.segment_s = segment_s
         self.target_duration = math.ceil(segment_s)
         self.window = window
@@ -218,6 +242,7 @@ class LiveHlsServer:
         self._closing = threading.Event()
         self._start_s = time.monotonic()
         self._frozen: dict[str, int] = {}
+        self._ended: set[str] = set()
         self._offset: dict[str, int] = dict.fromkeys(self.ladder, 0)
         self._failing: dict[tuple[str, int], int] = {}
         self._garbled: set[tuple[str, int]] = set()
@@ -296,6 +321,14 @@ class LiveHlsServer:
             self._frozen[name] = edge
         return edge
 
+    def end_list(self, name: str) -> int:
+        """Freeze ``name`` with EXT-X-ENDLIST, as FFmpeg's hls muxer leaves a live playlist
+        when the encoder stops; returns its last MSN."""
+        edge = self.freeze(name)
+        with self._lock:
+            self._ended.add(name)
+        return edge
+
     def fail_segment(self, name: str, msn: int | None = None, status: int = 404) -> int:
         """Answer ``status`` for one segment (default: the next one to appear); returns its MSN."""
         msn = self.edge(name) + 1 if msn is None else msn
@@ -368,7 +401,7 @@ class LiveHlsServer:
         r = self.ladder[name]
         n = len(r.segments)
         last = self.edge(name)
-        first = max(0, last - self.window + 1)
+        first = 0 if self.event else max(0, last - self.window + 1)
         with self._lock:
             ext_from, ext_s = self._extinf.get(name, (math.inf, 0.0))
         lines = [
@@ -378,6 +411,10 @@ class LiveHlsServer:
             f"#EXT-X-MEDIA-SEQUENCE:{first}",
             f"#EXT-X-DISCONTINUITY-SEQUENCE:{max(0, first - 1) // n}",
         ]
+        if self.event:
+            lines.append("#EXT-X-PLAYLIST-TYPE:EVENT")
+        if self.key is not None:
+            lines.append(f'#EXT-X-KEY:METHOD={self.key_method},URI="/key.bin"')
         if r.init:
             lines.append('#EXT-X-MAP:URI="init.mp4"')
         for msn in range(first, last + 1):
@@ -385,6 +422,9 @@ class LiveHlsServer:
                 lines.append("#EXT-X-DISCONTINUITY")
             dur = ext_s if msn >= ext_from else r.durations_s[msn % n]
             lines += [f"#EXTINF:{dur:.3f},", f"seg{msn}.{r.extension}"]
+        with self._lock:
+            if name in self._ended:
+                lines.append("#EXT-X-ENDLIST")
         return "\n".join(lines) + "\n"
 
     def respond(self, path: str) -> tuple[int, str, bytes]:
@@ -397,6 +437,8 @@ class LiveHlsServer:
             delay = sum(d for d, n, w in self._stall if w in (kind, "all") and n in (None, name))
         if delay:
             self._closing.wait(delay)
+        if parts == ["key.bin"] and self.key_body is not None:
+            return 200, "application/octet-stream", self.key_body
         if parts == ["master.m3u8"]:
             with self._lock:
                 status = self._master_status
@@ -433,8 +475,19 @@ class LiveHlsServer:
             ctype = "video/iso.segment" if r.init else "video/mp2t"
             if garbled:
                 return 200, ctype, bytes(range(256)) * 64
-            return 200, ctype, r.segments[msn % len(r.segments)]
+            body = r.segments[msn % len(r.segments)]
+            if self.key is not None and self.key_method == "AES-128":
+                body = aes128_encrypt(body, self.key, msn.to_bytes(16, "big"))
+            return 200, ctype, body
         return 404, "text/plain", b"not found\n"
+
+
+def aes128_encrypt(body: bytes, key: bytes, iv: bytes) -> bytes:
+    """What a packager does to a segment for METHOD=AES-128: PKCS7 pad, AES-128-CBC."""
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(body) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return encryptor.update(padded) + encryptor.finalize()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -403,3 +403,119 @@ def test_unusable_master_is_one_line_input_error_naming_the_url(server, fault):
     assert server.url in message and "\n" not in message
     assert ("HTTP 404" if fault == "404" else "no #EXTM3U") in message
     assert time.monotonic() - t0 < 1.0
+
+
+# ---------------------------------------------------------------------------- EVENT, AES-128
+
+KEY = bytes(range(0xA0, 0xB0))
+
+
+@pytest.fixture
+def event_server(ladder):
+    yield from _serve_with(ladder, event=True)
+
+
+@pytest.fixture
+def aes_server(ladder):
+    yield from _serve_with(ladder, key=KEY)
+
+
+def _serve_with(ladder, **options):
+    with LiveHlsServer(ladder, **options) as live:
+        yield live
+
+
+def test_event_playlist_is_read_from_its_first_segment_then_followed(event_server):
+    run = follow(event_server.url, 3.2)
+
+    assert run.events == [], run.events
+    assert run.client.media_timed()
+    first_edge = event_server.window - 1  # the newest segment when the client joined
+    for name in ALL:
+        msns = run.client.written_msns(name)
+        assert msns[0] == 0, f"{name}: an EVENT playlist is read from its first segment"
+        assert msns == list(range(len(msns))) and msns[-1] > first_edge, (name, msns)
+    pts = pts_of(run.data["320x180"], "video")
+    assert set(np.diff(pts)) == {3600}
+    assert not run.client.finished(), "an EVENT playlist without ENDLIST goes on"
+
+
+def test_live_playlist_is_not_media_timed(server):
+    run = follow(server.url, 1.5)
+    assert not run.client.media_timed()
+    assert run.client.written_msns("320x180")[0] == server.window - 1  # joined at the edge
+
+
+def test_aes128_segments_are_decrypted_with_the_sequence_number_as_iv(aes_server):
+    run = follow(aes_server.url, 3.2)
+
+    assert run.events == [], run.events
+    for name in VIDEO:
+        pts = pts_of(run.data[name], "video")
+        assert len(pts) >= 2 * 25 and set(np.diff(pts)) == {3600}, name
+    keys = [path for path in aes_server.requests if path.endswith("key.bin")]
+    assert keys == ["/key.bin"], "one key URI is fetched once, for every rendition"
+
+
+@pytest.mark.parametrize(
+    ("key_body", "expected"),
+    [(None, "HTTP 404"), (b"0123456789", "key is 10 bytes, expected 16")],
+)
+def test_an_unusable_aes128_key_raises_hls_encryption_naming_the_key(ladder, key_body, expected):
+    with LiveHlsServer(ladder, key=KEY, key_body=key_body) as live:
+        if key_body is None:
+            live.key_body = None  # the key URI answers 404
+        run = follow(live.url, 2.2)
+        key_url = f"{live.base_url}/key.bin"
+
+    assert run.subjects("hls_encryption") == set(ALL)
+    for condition in run.raised("hls_encryption"):
+        assert condition.detail["key_url"] == key_url
+        assert condition.detail["error"] == f"AES-128 key {key_url}: {expected}"
+    assert all(not data for data in run.data.values()), "nothing undecryptable is passed on"
+
+
+def test_a_wrong_aes128_key_raises_hls_encryption_and_passes_nothing_on(ladder):
+    wrong = bytes(reversed(KEY))
+    with LiveHlsServer(ladder, key=KEY, key_body=wrong) as live:
+        run = follow(live.url, 2.2)
+
+    assert run.subjects("hls_encryption") == set(ALL)
+    for condition in run.raised("hls_encryption"):
+        assert condition.detail["error"].startswith("AES-128 decryption failed: ")
+        assert condition.detail["error"].endswith("(wrong key or IV?)")
+    assert all(not data for data in run.data.values()), "garbage is not passed on as media"
+
+
+def test_sample_aes_on_every_rendition_is_an_input_error_naming_the_method(ladder):
+    with LiveHlsServer(ladder, key=KEY, key_method="SAMPLE-AES") as live:
+        client = HlsClient(live.url, lambda c: None)
+        with pytest.raises(InputError) as caught:
+            asyncio.run(client.run())
+        fetched = [p for p in live.requests if p.endswith((".ts", ".bin"))]
+    assert "METHOD=SAMPLE-AES: not supported" in str(caught.value)
+    assert fetched == []
+
+
+def test_aes128_iv_is_the_tag_or_the_media_sequence_number():
+    from monitor.ingest.hls_aes import aes128_decrypt, aes128_iv
+    from tests.ingest.hlsserver import aes128_encrypt
+
+    # RFC 8216 §5.2: the sequence number, big-endian, left-padded with zeros to 16 octets.
+    assert aes128_iv(None, 123456) == bytes.fromhex("0001e240").rjust(16, b"\0")
+    assert aes128_iv("0x0000000000000000000000000000002A", 7) == (42).to_bytes(16, "big")
+    with pytest.raises(ValueError):
+        aes128_iv("0x" + "00" * 17, 7)
+    body = bytes(range(256)) * 3 + b"tail"
+    iv = aes128_iv(None, 99)
+    assert aes128_decrypt(aes128_encrypt(body, KEY, iv), KEY, iv) == body
+
+
+def test_a_live_playlist_ending_with_endlist_still_raises_hls_stale(server):
+    # FFmpeg's hls muxer appends EXT-X-ENDLIST when the encoder stops: for a live channel that
+    # is an outage, not the end of an asset.
+    actions = [(1.0, lambda: [server.end_list(name) for name in ALL])]
+    run = follow(server.url, 4.5, actions)
+
+    assert run.subjects("hls_stale") == set(ALL)
+    assert not run.client.media_timed() and not run.client.finished()

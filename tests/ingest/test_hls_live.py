@@ -62,3 +62,11 @@ def test_a_404_master_is_one_clear_line(ladder):  # noqa: F811
         code, events, err = finish(analyze_live(server.url, "--duration", "5s"))
     assert code == 1 and events == []
     assert err.strip().count("\n") == 0 and "404" in err
+
+
+def test_an_aes128_live_ladder_is_decrypted_and_monitored_without_alarms(ladder):  # noqa: F811
+    with LiveHlsServer(ladder, key=bytes(range(16))) as server:
+        code, events, err = finish(analyze_live(server.url, "--duration", "6s"))
+    assert code == 0, err
+    assert events == [], events
+    assert "monitored" in err and " 0 pictures" not in err

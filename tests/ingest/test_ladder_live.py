@@ -126,3 +126,22 @@ def test_the_largest_rendition_is_decoded_in_full_the_others_as_configured(selec
     assert session._pictures("1920x1080-2000000") == "all"  # as large as the largest
     assert session._pictures("audio-eng") == "all"  # no pictures to skip
     assert session._pictures(None) == "all"  # not a ladder
+
+
+def test_an_event_ladder_is_timed_from_its_first_segment():
+    # An EVENT playlist is read from segment 0 (content second 0), then at the live edge, and
+    # its times are media seconds: the logo missing over 9-13 s on the bottom rung is raised
+    # at 9 s of the event, however long after joining that is on the wall clock.
+    with TimedHlsServer(hls_ladder(FAULTY), window=WINDOW, event=True) as server:
+        events, session = monitor(server, 14.5)
+    assert session.media_timed
+    mismatch = [e for _, e in events if e["alarm"] == "rendition_mismatch"]
+    assert [(e["state"], e["rendition"]) for e in mismatch] == [
+        ("raised", FAULTY.name(2)),
+        ("cleared", FAULTY.name(2)),
+    ], events
+    (rung, span) = FAULTY.logo_missing[0]
+    assert rung == 2
+    assert mismatch[0]["start"] == pytest.approx(span.start_s, abs=0.5)
+    assert mismatch[1]["end"] == pytest.approx(span.end_s, abs=0.5)
+    assert [e for _, e in events if e["alarm"] != "rendition_mismatch"] == []

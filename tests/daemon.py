@@ -228,6 +228,41 @@ class Daemon:
             time.sleep(0.2)
         raise AssertionError(f"{name}{labels} = {value}, still not as expected after {timeout_s} s")
 
+    def wait_rate(
+        self,
+        name: str,
+        low: float,
+        high: float = float("inf"),
+        window_s: float = 4.0,
+        timeout_s: float = 30.0,
+        **labels: str,
+    ) -> float:
+        """Wait until counter ``name`` grows between ``low`` and ``high`` per second (what
+        Prometheus's rate() would show); the rate. Inputs report about once a second, so the
+        rate is taken between two moments the counter changed, ``window_s`` or more apart."""
+        deadline = time.monotonic() + timeout_s
+        rate = None
+        changes: list[tuple[float, float]] = []  # (when seen to change, value)
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                value = self.metric(name, **labels)
+            except OSError:
+                value = None
+            now = time.monotonic()
+            if value is not None and value != last:
+                if last is not None:
+                    changes.append((now, value))
+                last = value
+                if len(changes) >= 2 and now - changes[0][0] >= window_s:
+                    (t0, v0), (t1, v1) = changes[0], changes[-1]
+                    rate = (v1 - v0) / (t1 - t0)
+                    if low <= rate <= high:
+                        return rate
+                    changes = changes[-1:]
+            time.sleep(0.1)
+        raise AssertionError(f"rate of {name}{labels} = {rate}, not in [{low}, {high}]")
+
 
 def events(messages: list[Received], channel: str | None = None) -> list[dict[str, Any]]:
     """The alarm events among ``messages`` (JSON on …/<channel>/alarms), in arrival order."""

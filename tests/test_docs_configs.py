@@ -7,6 +7,7 @@ version, site and channel), and the YAML quoted in comments of the systemd drop-
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,14 @@ def test_the_example_configurations_load(name: str) -> None:
 
 def test_the_agent_example_loads() -> None:
     assert load_agent_config(ROOT / "configs" / "agent-example.yaml").settings.channels
+
+
+def test_the_prometheus_rules_and_grafana_dashboard_are_well_formed() -> None:
+    """(tests/monitor/test_daemon.py checks that every metric they name is exported.)"""
+    rules = yaml.safe_load((ROOT / "configs" / "prometheus-alerts.yaml").read_text())
+    alerts = [rule for group in rules["groups"] for rule in group["rules"]]
+    assert alerts and all({"alert", "expr", "labels", "annotations"} <= set(r) for r in alerts)
+    assert {r["labels"]["severity"] for r in alerts} <= {"critical", "warning"}
+    dashboard = json.loads((ROOT / "configs" / "grafana-dashboard.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    assert exprs and all("streamqc_" in expr for expr in exprs)

@@ -20,8 +20,6 @@ class InputStats:
     media_lag_s: float
     """Wall clock minus the wall time of the newest decoded media: how far the analysis trails
     the live edge (buffering in the path, decode backlog)."""
-    fps: float
-    """Pictures decoded per second over the last interval."""
     pictures: int
     frames_dropped: int
     """Pictures missing from the timeline (timestamp gaps) or lost to undecodable packets."""

@@ -106,17 +106,19 @@ class AvSyncCheck(MediaCheck):
         reading = self.last
         if reading is None:
             return []
+        # Metrics in base units (seconds), counts as counters (_total).
         gauges: list[Gauge] = [
             ("av_sync_confidence", {}, reading.measured.confidence),
-            ("av_sync_timestamp_offset_ms", {}, reading.timestamp_offset_ms),
+            ("av_sync_timestamp_offset_seconds", {}, reading.timestamp_offset_ms / 1000),
         ]
         if reading.in_force is not None:
-            gauges.append(("av_sync_offset_ms", {}, reading.in_force.offset_ms))
+            gauges.append(("av_sync_offset_seconds", {}, reading.in_force.offset_ms / 1000))
         if not math.isnan(reading.measured.offset_ms):
-            gauges.append(("av_sync_measured_offset_ms", {}, reading.measured.offset_ms))
+            measured_s = reading.measured.offset_ms / 1000
+            gauges.append(("av_sync_measured_offset_seconds", {}, measured_s))
         if reading.clock_drift_ppm is not None:
             gauges.append(("av_sync_clock_drift_ppm", {}, reading.clock_drift_ppm))
         timestamps = self.detector.timestamps
         for kind, clock in (("audio", timestamps.audio), ("video", timestamps.video)):
-            gauges.append(("av_sync_timestamp_jumps", {"kind": kind}, clock.jumps))
+            gauges.append(("av_sync_timestamp_jumps_total", {"kind": kind}, clock.jumps))
         return gauges

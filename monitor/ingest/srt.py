@@ -414,6 +414,22 @@ class _Failed(Exception):
 # Statistics -> conditions
 
 
+SRT_METRICS: dict[str, tuple[str, float]] = {
+    "pkt_recv_total": ("srt_packets_received_total", 1.0),
+    "pkt_lost_total": ("srt_packets_lost_total", 1.0),
+    "pkt_dropped_total": ("srt_packets_dropped_total", 1.0),
+    "pkt_retransmitted_total": ("srt_packets_retransmitted_total", 1.0),
+    "pkt_undecrypted_total": ("srt_packets_undecrypted_total", 1.0),
+    "byte_recv_total": ("srt_received_bytes_total", 1.0),
+    "rtt_ms": ("srt_rtt_seconds", 0.001),
+    "bandwidth_mbps": ("srt_bandwidth_bits_per_second", 1e6),
+    "recv_rate_mbps": ("srt_receive_rate_bits_per_second", 1e6),
+    "latency_ms": ("srt_latency_seconds", 0.001),
+    "rcv_buf_ms": ("srt_receive_buffer_seconds", 0.001),
+}
+"""libsrt's statistics as metrics (``streamqc_<name>``): key → (name in base units, scale)."""
+
+
 def stats_snapshot(perf: TraceBStats, retrans_total: int) -> dict[str, Any]:
     """The counters worth exporting as metrics, with units in their names."""
     return {
@@ -565,6 +581,15 @@ class SrtReader:
     def stats(self) -> dict[str, Any]:
         """The last statistics snapshot of the current or last connection (a copy)."""
         return dict(self._stats)
+
+    def gauges(self) -> tuple[tuple[str, tuple[tuple[str, str], ...], float], ...]:
+        """The last statistics snapshot for the metrics, in base units."""
+        stats = self._stats
+        return tuple(
+            (name, (), float(stats[key]) * scale)
+            for key, (name, scale) in SRT_METRICS.items()
+            if isinstance(stats.get(key), int | float)
+        )
 
     # -- thread -------------------------------------------------------------------------------
 

@@ -264,17 +264,17 @@ class UdpReader:
     def gauges(self) -> tuple[tuple[str, tuple[tuple[str, str], ...], float], ...]:
         """Counters since the input started, as (metric name, extra labels, value)."""
         out: list[tuple[str, tuple[tuple[str, str], ...], float]] = [
-            ("udp_datagrams_filtered", (), float(self.filtered)),
+            ("udp_datagrams_filtered_total", (), float(self.filtered)),
         ]
         if self.options.rtp:
             c = self.sequence.counters
             out += [
-                ("rtp_packets_received", (), float(c.received)),
-                ("rtp_packets_lost", (), float(c.lost)),
-                ("rtp_packets_duplicate", (), float(c.duplicates)),
-                ("rtp_packets_reordered", (), float(c.reordered)),
-                ("rtp_sequence_restarts", (), float(c.restarts)),
-                ("rtp_datagrams_not_rtp", (), float(self.not_rtp)),
+                ("rtp_packets_received_total", (), float(c.received)),
+                ("rtp_packets_lost_total", (), float(c.lost)),
+                ("rtp_packets_duplicate_total", (), float(c.duplicates)),
+                ("rtp_packets_reordered_total", (), float(c.reordered)),
+                ("rtp_sequence_restarts_total", (), float(c.restarts)),
+                ("rtp_datagrams_not_rtp_total", (), float(self.not_rtp)),
             ]
         return tuple(out)
 

@@ -151,11 +151,23 @@ class TransportChecks:
         self._analyzer.feed(data, time.monotonic())
 
     def gauges(self) -> tuple[tuple[str, tuple[tuple[str, str], ...], float], ...]:
-        """PCR arrival jitter per PCR PID since the last call (reported, never alarmed)."""
-        return tuple(
-            ("tr101290_pcr_arrival_jitter_ms", (("pid", str(pid)),), ms)
+        """The error counters since the input started, per check (``cc``, ``pat``, ``pcr_
+        repetition``, ...), and the PCR arrival jitter per PCR PID since the last call
+        (reported, never alarmed)."""
+        totals = dict(self._analyzer.counters.totals)
+        out: list[tuple[str, tuple[tuple[str, str], ...], float]] = [
+            ("tr101290_packets_total", (), float(totals.pop("packets", 0))),
+            ("tr101290_bytes_discarded_total", (), float(totals.pop("bytes_discarded", 0))),
+        ]
+        out += [
+            ("tr101290_errors_total", (("check", name),), float(count))
+            for name, count in sorted(totals.items())
+        ]
+        out += [
+            ("tr101290_pcr_arrival_jitter_seconds", (("pid", str(pid)),), ms / 1000)
             for pid, ms in self._analyzer.take_pcr_jitter_ms().items()
-        )
+        ]
+        return tuple(out)
 
 
 def warm_up() -> None:
@@ -820,8 +832,6 @@ class LiveSession:
         )
         for r in self.renditions.values():
             pipeline = r.pipeline
-            fps = (r.pictures - r.pictures_reported) / STATS_EVERY_S
-            r.pictures_reported = r.pictures
             wait_max_s, r.wait_max_s = r.wait_max_s, 0.0
             out.append(
                 InputStats(
@@ -830,7 +840,6 @@ class LiveSession:
                     rendition=r.name,
                     flowing=r.alive and now - r.progress_s < 2 * STATS_EVERY_S,
                     media_lag_s=max(t - r.media_end_s, 0.0),
-                    fps=fps,
                     pictures=r.pictures,
                     frames_dropped=r.dropped,
                     frames_late=r.late,

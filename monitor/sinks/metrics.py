@@ -11,7 +11,6 @@ metric                             type     meaning (extra labels)
 =================================  =======  ====================================================
 streamqc_input_flowing             gauge    1 when decoded media advanced in the last interval
 streamqc_media_lag_seconds         gauge    wall clock minus wall time of the newest decoded media
-streamqc_decoded_fps               gauge    pictures decoded per second over the last interval
 streamqc_pictures_total            counter  pictures decoded
 streamqc_frames_dropped_total      counter  pictures missing from the timeline or undecodable
 streamqc_frames_late_total         counter  pictures analysed more than 1 s after decoding
@@ -22,8 +21,10 @@ streamqc_input_bytes_total         counter  bytes received from the input
 streamqc_luma_mean                 gauge    mean luma of the last picture, 8-bit code values
 streamqc_audio_peak_dbfs           gauge    sample peak over the last interval
                                             (``stream``, ``audio_channel``: 0-based indices)
-streamqc_<check measurement>       gauge    what a pluggable check measures, e.g. loudness
-                                            (labels of its own; see the README)
+streamqc_<measurement>             gauge    what a check or the input measures, e.g. loudness,
+                                            RTP, SRT and TR 101 290 counters (those named
+                                            ``*_total`` are counters; labels of their own;
+                                            see the README)
 streamqc_alarm_events_total        counter  alarm events (``alarm``, ``severity``,
                                             ``state`` = raised | cleared)
 streamqc_active_alarms             gauge    alarms currently raised on a channel input
@@ -36,6 +37,7 @@ streamqc_mqtt_dropped_total        counter  messages dropped because the queue w
 streamqc_mqtt_reconnects_total     counter  broker reconnections
 streamqc_workers_alive             gauge    worker processes running
 streamqc_worker_restarts_total     counter  worker processes restarted after a crash or hang
+streamqc_build_info                gauge    1, with the ``version`` running
 process_*, python_info                      the daemon process (CPU, memory, open files)
 =================================  =======  ====================================================
 
@@ -71,6 +73,7 @@ from monitor.alarms.input_stats import InputStats
 from monitor.config import host_port
 from monitor.errors import ConfigError
 from monitor.logs import get_logger
+from monitor.version import streamqc_version
 
 CHANNEL_STATES = ("ok", "degraded", "failed", "offline")
 INPUT_LABELS = ["channel", "input", "rendition"]
@@ -196,6 +199,11 @@ class Metrics:
         if workers is not None:
             yield _gauge("streamqc_workers_alive", "Worker processes running.", workers[0])
             yield _counter("streamqc_worker_restarts", "Worker processes restarted.", workers[1])
+        build = GaugeMetricFamily(
+            "streamqc_build_info", "The streamqc release running.", labels=["version"]
+        )
+        build.add_metric([streamqc_version()], 1)
+        yield build
 
 
 class _Snapshot(Collector):
@@ -215,7 +223,6 @@ def _input_families(inputs: list[tuple[tuple[str, str, str], InputStats]]) -> It
 
     flowing = gauge("streamqc_input_flowing", "1 when decoded media advanced last interval.")
     lag = gauge("streamqc_media_lag_seconds", "Wall clock minus wall time of the newest media.")
-    fps = gauge("streamqc_decoded_fps", "Pictures decoded per second.")
     pictures = counter("streamqc_pictures_total", "Pictures decoded.")
     dropped = counter("streamqc_frames_dropped_total", "Pictures missing or undecodable.")
     late = counter("streamqc_frames_late_total", "Pictures analysed over 1 s after decoding.")
@@ -228,21 +235,21 @@ def _input_families(inputs: list[tuple[tuple[str, str, str], InputStats]]) -> It
         "Sample peak over the last interval, dBFS.",
         labels=[*INPUT_LABELS, "stream", "audio_channel"],
     )
-    checks: dict[str, GaugeMetricFamily] = {}
+    checks: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
     for key, stats in inputs:
         labels = list(key)
         for name, extra, value in stats.gauges:
             family = checks.get(name)
             if family is None:
-                family = checks[name] = GaugeMetricFamily(
+                kind = CounterMetricFamily if name.endswith("_total") else GaugeMetricFamily
+                family = checks[name] = kind(
                     f"streamqc_{name}",
-                    f"{name.replace('_', ' ')} (a check's measurement).",
+                    f"{name.removesuffix('_total').replace('_', ' ')} (measured on the input).",
                     labels=[*INPUT_LABELS, *(label for label, _ in extra)],
                 )
             family.add_metric([*labels, *(v for _, v in extra)], value)
         flowing.add_metric(labels, int(stats.flowing))
         lag.add_metric(labels, stats.media_lag_s)
-        fps.add_metric(labels, stats.fps)
         pictures.add_metric(labels, stats.pictures)
         dropped.add_metric(labels, stats.frames_dropped)
         late.add_metric(labels, stats.frames_late)
@@ -253,7 +260,7 @@ def _input_families(inputs: list[tuple[tuple[str, str, str], InputStats]]) -> It
             luma.add_metric(labels, stats.luma_mean_cv)
         for stream, channel, dbfs in stats.audio_peak_dbfs:
             peak.add_metric([*labels, str(stream), str(channel)], dbfs)
-    yield from (flowing, lag, fps, pictures, dropped, late, wait, reconnects, bytes_in)
+    yield from (flowing, lag, pictures, dropped, late, wait, reconnects, bytes_in)
     yield from (luma, peak)
     yield from checks.values()
 

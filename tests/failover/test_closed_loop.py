@@ -155,7 +155,7 @@ def test_black_on_primary_switches_to_backup_and_back_after_error_clear_time(
         if out_black:
             cleared = [e for e in out_black if e["state"] == "cleared"]
             assert cleared and cleared[0]["detail"]["duration_s"] < BLACK.duration_s
-        daemon.wait_metric("streamqc_decoded_fps", lambda v: v > 20, channel="news-out")
+        daemon.wait_rate("streamqc_pictures_total", 20, channel="news-out")
     finally:
         agent.close()
         sub.close()

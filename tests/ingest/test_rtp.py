@@ -181,8 +181,11 @@ def test_rtp_counters_and_pcr_jitter_reach_the_input_stats(media):
         sender.stop()
     (stats,) = observer.last
     gauges = {(name, labels): value for name, labels, value in stats.gauges}
-    assert gauges[("rtp_packets_lost", ())] == 3
-    assert gauges[("rtp_packets_duplicate", ())] == 1
-    assert gauges[("rtp_packets_reordered", ())] == 1
-    assert gauges[("rtp_packets_received", ())] > 100
-    assert ("tr101290_pcr_arrival_jitter_ms", (("pid", "256"),)) in gauges
+    assert gauges[("rtp_packets_lost_total", ())] == 3
+    assert gauges[("rtp_packets_duplicate_total", ())] == 1
+    assert gauges[("rtp_packets_reordered_total", ())] == 1
+    assert gauges[("rtp_packets_received_total", ())] > 100
+    assert ("tr101290_pcr_arrival_jitter_seconds", (("pid", "256"),)) in gauges
+    # TR 101 290 error counters per check, every packet counted
+    assert gauges[("tr101290_packets_total", ())] > 100 * 7
+    assert gauges[("tr101290_errors_total", (("check", "cc"),))] >= 1  # the dropped packets

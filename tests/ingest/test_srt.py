@@ -115,6 +115,12 @@ def test_caller_receives_from_a_listening_sender_and_pyav_decodes(sender, reader
     assert stats["latency_ms"] == 120
     assert 0 <= stats["rtt_ms"] < 40 and stats["pkt_dropped_total"] == 0
     assert not conditions.of("srt_loss") and not conditions.of("srt_rtt")
+    # The same statistics as metrics, in base units: seconds, bits per second, _total counts.
+    gauges = {name: value for name, labels, value in r.gauges() if labels == ()}
+    assert gauges["srt_latency_seconds"] == 0.120
+    assert gauges["srt_packets_received_total"] >= stats["pkt_recv_total"]
+    assert 0 <= gauges["srt_rtt_seconds"] < 0.040
+    assert gauges["srt_packets_dropped_total"] == 0 and "srt_bandwidth_bits_per_second" in gauges
 
 
 def test_latency_below_three_rtts_reports_srt_rtt(sender, reader, conditions):

@@ -23,7 +23,6 @@ STATS = InputStats(
     rendition=None,
     flowing=True,
     media_lag_s=0.8,
-    fps=25.0,
     pictures=1000,
     frames_dropped=2,
     frames_late=1,
@@ -62,7 +61,6 @@ def test_input_stats_are_exported_with_channel_input_and_empty_rendition_labels(
 
     assert value(metrics, "streamqc_input_flowing", **INPUT) == 1
     assert value(metrics, "streamqc_media_lag_seconds", **INPUT) == 0.8
-    assert value(metrics, "streamqc_decoded_fps", **INPUT) == 25
     assert value(metrics, "streamqc_pictures_total", **INPUT) == 1000
     assert value(metrics, "streamqc_frames_dropped_total", **INPUT) == 2
     assert value(metrics, "streamqc_frames_late_total", **INPUT) == 1

@@ -32,7 +32,7 @@ def _describe(details: ErrorDetails) -> tuple[KeyPath, str, KeyPath]:
         noun = "detector" if path and path[-1] == "detectors" else "key"
         close = difflib.get_close_matches(key, known, n=1)
         hint = f", did you mean '{close[0]}'?" if close else ""
-        return path, f"unknown {noun} '{key}'{hint} (known: {', '.join(known)})", (*path, key)
+        return path, f"unknown {noun} {show(key)}{hint} (known: {', '.join(known)})", (*path, key)
     if kind == "value_error" and isinstance(details["input"], dict):
         # A check in a dataclass's __post_init__ saying "key: what is wrong" points at that
         # key, and does not echo the section (the mqtt section may hold a secret).

@@ -93,6 +93,11 @@ ERRORS = {
         ),
         "x.yaml:9: channels[1].detectors.freeze.noise_db: must be <= 0, got 3",
     ),
+    "a key with a line break in it is shown escaped, on one line (found by fuzzing)": (
+        doc(*ONE_CHANNEL, '"a\\nb": 1'),
+        "x.yaml:7: unknown key 'a\\nb' (known: version, site, mqtt, metrics, thumbnails, "
+        "workers, state_dir, defaults, channels)",
+    ),
     "an unquoted time of day (YAML's base-60 number) says to quote it": (
         doc(*ONE_CHANNEL, "    detectors:", "      loudness: {reset_at: 6:30}"),
         "x.yaml:8: channels[0].detectors.loudness.reset_at: must be a string, got 390 "

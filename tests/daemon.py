@@ -87,8 +87,11 @@ class Daemon:
         embedded_port: int | None = None,
         env: dict[str, str] | None = None,
         site: str = "test",
+        mqtt: str | None = None,
     ) -> None:
+        """``mqtt``: the mqtt section in YAML flow style, instead of one made of the URL."""
         self.folder = folder
+        self.mqtt = mqtt
         self.channels = {c.name: c for c in channels}
         self.broker_url = broker_url
         self.embedded_port = embedded_port or free_port()
@@ -118,7 +121,9 @@ class Daemon:
     def write_config(self, channels: list[Channel], extra: str = "") -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         mqtt = (
-            f'mqtt: {{url: "{self.broker_url}"}}\n'
+            f"mqtt: {self.mqtt}\n"
+            if self.mqtt
+            else f'mqtt: {{url: "{self.broker_url}"}}\n'
             if self.broker_url
             else f'mqtt: {{embedded_listen: "127.0.0.1:{self.embedded_port}"}}\n'
         )

@@ -67,6 +67,23 @@ def make_tls_files(folder: Path) -> TlsFiles:
     return TlsFiles(ca, cert, key)
 
 
+def make_client_cert(tls: TlsFiles, cn: str) -> TlsFiles:
+    """A client certificate with common name ``cn``, signed by the CA of ``tls`` (whose key
+    lies beside it): (the CA, the client's certificate, its key)."""
+    folder = tls.ca.parent
+    cert, key, csr = folder / f"{cn}.pem", folder / f"{cn}.key", folder / f"{cn}.csr"
+    ca_key = folder / "ca.key"
+
+    def openssl(*args: str | Path) -> None:
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
+            "-keyout", key, "-out", csr)  # fmt: skip
+    openssl("x509", "-req", "-in", csr, "-CA", tls.ca, "-CAkey", ca_key, "-CAcreateserial",
+            "-days", "2", "-out", cert)  # fmt: skip
+    return TlsFiles(tls.ca, cert, key)
+
+
 class Mosquitto:
     """One mosquitto process on 127.0.0.1:<port>, its files in ``workdir``."""
 
@@ -78,7 +95,10 @@ class Mosquitto:
         tls: TlsFiles | None = None,
         passwords: dict[str, str] | None = None,
         persistence: bool = True,
+        acl: str | None = None,
     ) -> None:
+        """``acl``: an ACL file's text; clients then need a certificate from ``tls``'s CA,
+        whose CN is their user name."""
         if not Path(MOSQUITTO).is_file():
             raise RuntimeError(f"{MOSQUITTO} is missing: install the mosquitto package")
         self.workdir = Path(workdir)
@@ -102,6 +122,15 @@ class Mosquitto:
                     capture_output=True,
                 )
             lines += ["allow_anonymous false", f"password_file {password_file}"]
+        elif acl is not None:
+            acl_file = self.workdir / "acl"
+            acl_file.write_text(acl)
+            lines += [
+                "require_certificate true",
+                "use_identity_as_username true",
+                "allow_anonymous false",
+                f"acl_file {acl_file}",
+            ]
         else:
             lines.append("allow_anonymous true")
         if persistence:
@@ -226,6 +255,7 @@ class Subscriber:
         username: str | None = None,
         password: str | None = None,
         timeout_s: float = 10.0,
+        client_cert: TlsFiles | None = None,
     ) -> None:
         self.messages: list[Received] = []
         self._lock = threading.Lock()
@@ -238,7 +268,10 @@ class Subscriber:
             clean_session=clean_start,
         )
         if tls is not None:
-            self._client.tls_set_context(ssl.create_default_context(cafile=str(tls.ca)))
+            context = ssl.create_default_context(cafile=str(tls.ca))
+            if client_cert is not None:
+                context.load_cert_chain(str(client_cert.cert), str(client_cert.key))
+            self._client.tls_set_context(context)
         if username is not None:
             self._client.username_pw_set(username, password)
         self._client.on_connect = self._on_connect

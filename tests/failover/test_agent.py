@@ -54,7 +54,15 @@ def flow(value: Any) -> str:
 class AgentProcess:
     """``streamqc agent`` on a configuration written here; its log in ``agent.log``."""
 
-    def __init__(self, folder: Path, port: int, channels: str, *, agent_id: str = "enc01"):
+    def __init__(
+        self,
+        folder: Path,
+        port: int,
+        channels: str,
+        *,
+        agent_id: str = "enc01",
+        mqtt: str | None = None,
+    ):
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.config = folder / "agent.yaml"
@@ -63,7 +71,7 @@ class AgentProcess:
             "site: test\n"
             f"agent_id: {agent_id}\n"
             f"state_dir: {flow(str(folder / 'state'))}\n"
-            f'mqtt: {{url: "mqtt://127.0.0.1:{port}", keepalive: 5s}}\n'
+            f"mqtt: {mqtt or flow({'url': f'mqtt://127.0.0.1:{port}', 'keepalive': '5s'})}\n"
             f"channels:\n{channels}"
         )
         self.log_path = folder / "agent.log"

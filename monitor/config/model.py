@@ -15,6 +15,7 @@ from annotated_types import Ge, Interval
 
 from detectors.avsync import AvSyncSettings
 from detectors.black import BlackSettings
+from detectors.captions import CaptionSettings
 from detectors.corruption import CorruptionSettings
 from detectors.freeze import FreezeSettings
 from detectors.graphics import GraphicSettings
@@ -119,6 +120,12 @@ class ChannelConfig:
         )
     )
     """Decode garbage on the macroblock grid, against the channel's own baseline."""
+    captions: DetectorConfig[CaptionSettings] = field(
+        default_factory=lambda: _default(
+            CaptionSettings(), enabled=False, raise_after_s=30.0, clear_after_s=2.0
+        )
+    )
+    """CEA-608/CTA-708 captions in the video: alarms captions_missing, captions_empty."""
     graphics: tuple[DetectorConfig[GraphicSettings], ...] = ()
     """Graphics to watch (logo, clock, lower third): ``detectors.graphics``, a list merged
     from the defaults' by name."""

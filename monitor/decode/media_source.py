@@ -61,6 +61,10 @@ class Picture:
     """How long this decoder shows the picture for: ``duration_s``, or, when it decodes only
     some pictures (a ladder's lower rungs), until the next one it decodes is expected. Media
     presence and drop counting go by this; 0 means ``duration_s``."""
+    cc_data: bytes = b""
+    """The picture's ATSC A/53 Part 4 ``cc_data`` triplets (FFmpeg's ``A53_CC`` side data,
+    from H.264/HEVC SEI or MPEG-2 user data): taken before any format conversion, which would
+    drop the side data."""
 
     @property
     def end_s(self) -> float:
@@ -388,6 +392,9 @@ class MediaSource:
             duration_s = self._frame_interval_s(stream)
         pts_s = timeline.seconds(frame.pts, duration_s, self._origin(frame))
         shown_s = duration_s if self.pictures == "all" else self._sparse_span(pts_s, duration_s)
+        # Side data supports the buffer protocol; PyAV's type stubs do not say so.
+        captions: Any = frame.side_data.get("A53_CC")
+        cc_data = bytes(captions) if captions is not None else b""
         name = frame.format.name
         layout = self._formats.get(name)
         if layout is None:
@@ -411,6 +418,7 @@ class MediaSource:
             frame.key_frame,
             frame,
             shown_s,
+            cc_data,
         )
 
     def _sparse_span(self, pts_s: float, interval_s: float) -> float:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from annotated_types import Ge, Interval
 
+from detectors.ad_breaks import AdBreakSettings
 from detectors.avsync import AvSyncSettings
 from detectors.black import BlackSettings
 from detectors.captions import CaptionSettings
@@ -126,6 +127,13 @@ class ChannelConfig:
         )
     )
     """CEA-608/CTA-708 captions in the video: alarms captions_missing, captions_empty."""
+    scte35: DetectorConfig[AdBreakSettings] = field(
+        default_factory=lambda: _default(
+            AdBreakSettings(), enabled=False, raise_after_s=0.0, clear_after_s=0.0
+        )
+    )
+    """SCTE-35 cues of an MPEG-TS input: the break state, cue events, alarms ad_break_overrun
+    and scte35_missing; graphics and black/silence follow the breaks."""
     graphics: tuple[DetectorConfig[GraphicSettings], ...] = ()
     """Graphics to watch (logo, clock, lower third): ``detectors.graphics``, a list merged
     from the defaults' by name."""

@@ -90,6 +90,19 @@ class AudioChunk:
         return samples / self.sample_rate
 
 
+@dataclass(frozen=True, slots=True)
+class SpliceSection:
+    """One section of an SCTE-35 stream (ANSI/SCTE 35: the PMT's stream_type 0x86 PID), as
+    FFmpeg's MPEG-TS demuxer hands it over: one packet per section, undecoded."""
+
+    section: bytes
+    pts_s: float
+    """When it arrived: the media time of the newest picture decoded before it."""
+    clock: tuple[int, float] | None
+    """(PTS in 90 kHz ticks, media seconds) of that picture, for placing a splice time
+    (a PTS on the same program clock) on the media timeline; None before any picture."""
+
+
 @dataclass(frozen=True)
 class StreamInfo:
     kind: str  # "video" | "audio"
@@ -212,6 +225,7 @@ class MediaSource:
         format: str | None = None,
         timeline_start_s: float | None = None,
         pictures: PictureSelection = "all",
+        splice_sections: bool = False,
     ) -> None:
         """``fileobj``: read the media from this object (a BytePipe) instead of opening ``url``,
         which then only names the source. ``timeline_start_s``: the media time the first
@@ -219,8 +233,11 @@ class MediaSource:
         default times count from the container's start. ``pictures``: decode all pictures or
         only some (the lower rungs of a ladder); a picture is then shown (``Picture.shown_s``)
         until the next one is expected, so presence and drop counting see a continuous
-        picture stream."""
+        picture stream. ``splice_sections``: also hand out the sections of an SCTE-35 stream
+        (``SpliceSection``), when the source has one."""
         self.url = url
+        self._want_splices = splice_sections
+        self._clock: tuple[int, float] | None = None
         self.audio_block_s = audio_block_s
         self.name = describe_source(url)
         self.report = DecodeReport()
@@ -284,6 +301,11 @@ class MediaSource:
             cc.thread_count = self._threads if self._threads > 0 else 0
             cc.skip_frame = _SKIP_FRAME[self.pictures]
         self._audio_index = {s.index: i for i, s in enumerate(self.audio_streams)}
+        self.splice_streams: list[av.stream.Stream] = []
+        if self._want_splices:
+            # FFmpeg names the data stream of a 0x86 PID with a 'CUEI' registration scte_35.
+            self.splice_streams = [s for s in c.streams.data if s.name == "scte_35"]
+        self._splice_index = {s.index for s in self.splice_streams}
         start = c.start_time
         self.origin_s: float | None = start / av.time_base if start is not None else None
         if self._timeline_start_s is not None:
@@ -330,8 +352,8 @@ class MediaSource:
     def close(self) -> None:
         self._container.close()
 
-    def __iter__(self) -> Iterator[Picture | AudioChunk]:
-        packets = self._container.demux(self.streams)
+    def __iter__(self) -> Iterator[Picture | AudioChunk | SpliceSection]:
+        packets = self._container.demux(self.streams + self.splice_streams)
         while True:
             try:
                 packet = next(packets)
@@ -344,6 +366,11 @@ class MediaSource:
                 break
             if packet.is_corrupt:
                 self.report.corrupt_packets += 1
+            if self._splice_index and packet.stream.index in self._splice_index:
+                if packet.size:
+                    arrival_s = self._clock[1] if self._clock is not None else 0.0
+                    yield SpliceSection(bytes(packet), arrival_s, self._clock)
+                continue
             try:
                 frames = packet.decode()
             except av.error.FFmpegError:
@@ -392,6 +419,8 @@ class MediaSource:
             duration_s = self._frame_interval_s(stream)
         pts_s = timeline.seconds(frame.pts, duration_s, self._origin(frame))
         shown_s = duration_s if self.pictures == "all" else self._sparse_span(pts_s, duration_s)
+        if frame.pts is not None and timeline.wrap_ticks:
+            self._clock = (frame.pts, pts_s)  # the program clock, for SCTE-35 splice times
         # Side data supports the buffer protocol; PyAV's type stubs do not say so.
         captions: Any = frame.side_data.get("A53_CC")
         cc_data = bytes(captions) if captions is not None else b""

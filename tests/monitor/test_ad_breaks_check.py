@@ -1,0 +1,194 @@
+"""SCTE-35 end to end: generated MPEG-TS with cues at known times, the channel's YAML,
+``analyze`` and the pipeline's break state.
+
+The clip's cues (threefive-encoded splice_insert sections on a 0x86 PID written by
+``tests.scte35clips``):
+
+- break 1, event 1: out at 5 s for 4 s, back at 9 s (a clean break);
+- break 2, event 2: out at 12 s for 3 s, back only at 20 s: overrun from 15 s;
+- break 3, event 3: out at 23 s for 2 s with auto_return: back by itself at 25 s;
+- a damaged section (its CRC broken) at 26 s: reported, nothing else.
+
+The cues arrive 1.5-2 s before their splice points (the pre-roll), so ``scte35_missing``
+(max_interval 5 s) holds from the cue of 10.5 s to the one of 18.5 s, and from the last
+cue (21.5 s) to the end of the clip. Every transition and alarm start must be within 0.5 s.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import av
+import pytest
+
+from monitor.alarms.engine import AlarmEvent
+from monitor.checks.base import InfoEvent
+from monitor.config import load_config
+from monitor.decode.media_source import MediaSource
+from monitor.pipeline.analyze import analyze
+from monitor.pipeline.channel import ChannelPipeline
+from tests.captionclips import write_clip
+from tests.graphicsclips import GraphicsClip, Span, clip_file
+from tests.scte35clips import Placed, add_cues, crc32_mpeg2, splice_insert, video_origin_ticks
+
+TOLERANCE_S = 0.5
+DURATION_S = 30.0
+
+
+def cues(origin: int) -> list[Placed]:
+    def at(seconds: float) -> int:
+        return origin + round(seconds * 90000)
+
+    # FFmpeg drops a section whose CRC fails: the damaged one passes its CRC but its
+    # splice_insert is cut short (splice_command_length 20 with 3 bytes of command left).
+    good = splice_insert(9, at(27.0), out=True, duration_s=1.0)
+    body = good[3:14] + b"\xf0\x14\x05" + good[17:20]
+    head = bytes((0xFC, 0x30 | (len(body) + 4) >> 8, (len(body) + 4) & 0xFF))
+    damaged = head + body
+    damaged += crc32_mpeg2(damaged).to_bytes(4, "big")
+    return [
+        Placed(3.0, splice_insert(1, at(5.0), out=True, duration_s=4.0)),
+        Placed(7.5, splice_insert(1, at(9.0), out=False)),
+        Placed(10.5, splice_insert(2, at(12.0), out=True, duration_s=3.0)),
+        Placed(18.5, splice_insert(2, at(20.0), out=False)),
+        Placed(21.5, splice_insert(3, at(23.0), out=True, duration_s=2.0, auto_return=True)),
+        Placed(26.0, bytes(damaged)),
+    ]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = write_clip(tmp_path_factory.mktemp("scte35") / "cues.ts", DURATION_S, lambda i, t: None)
+    return add_cues(path, cues(video_origin_ticks(path)))
+
+
+HEAD = """\
+version: 1
+site: test
+channels:
+  - name: news
+    inputs:
+      primary: {url: "udp://127.0.0.1:5000"}
+    detectors:
+      audio_missing: {enabled: false}   # the clips have no audio
+      black: {enabled: false}
+      freeze: {enabled: false}
+"""
+SCTE35 = "scte35: {max_interval: 5s, tolerance: 2s}\n"
+
+
+def config(tmp_path: Path, extra: str) -> Path:
+    path = tmp_path / "news.yaml"
+    path.write_text(HEAD + textwrap.indent(extra, "      "))
+    return path
+
+
+def run(clip: Path, tmp_path: Path, extra: str) -> tuple[list[AlarmEvent], list[InfoEvent]]:
+    events: list[AlarmEvent] = []
+    summary = analyze(str(clip), load_config(config(tmp_path, extra)).channel(None), events.append)
+    return events, summary.info
+
+
+def test_pyav_exposes_the_cue_stream_ffmpeg_reads(clip: Path) -> None:
+    with av.open(str(clip)) as container:
+        assert [s.name for s in container.streams.data] == ["scte_35"]
+
+
+def test_break_state_follows_the_cues(clip: Path, tmp_path: Path) -> None:
+    channel = load_config(config(tmp_path, SCTE35)).channel(None)
+    pipeline = ChannelPipeline(channel, "primary", lambda event: None, audio_streams=[])
+    assert pipeline.breaks is not None
+    changes: list[tuple[float, bool]] = []
+    ends: list[float | None] = []
+    with MediaSource(str(clip), splice_sections=True) as media:
+        for item in media:
+            pipeline.process(item)
+            state = pipeline.breaks.in_break
+            if not changes or changes[-1][1] != state:
+                changes.append((item.pts_s, state))
+                ends.append(pipeline.breaks.ends_at_s)
+    pipeline.finish()
+    expected = [(0.0, False), (5.0, True), (9.0, False), (12.0, True), (20.0, False)]
+    expected += [(23.0, True), (25.0, False)]
+    assert [state for _, state in changes] == [state for _, state in expected]
+    for (t, _), (want, _) in zip(changes, expected, strict=True):
+        assert abs(t - want) <= TOLERANCE_S, (changes, expected)
+    assert ends[1] == pytest.approx(9.0, abs=0.05)  # planned end: splice + break_duration
+
+
+def test_every_cue_is_an_event_and_the_damaged_one_is_reported(clip: Path, tmp_path: Path) -> None:
+    _, info = run(clip, tmp_path, SCTE35)
+    payloads = [event.to_dict() for event in info]
+    assert all(p["type"] == "scte35" and p["version"] == 1 for p in payloads)
+    cues_seen = [(p["event_id"], p["splice_type"]) for p in payloads if "error" not in p]
+    assert cues_seen == [(1, "out"), (1, "in"), (2, "out"), (2, "in"), (3, "out")]
+    first = payloads[0]
+    assert first["command"] == "splice_insert" and first["duration"] == 4.0
+    assert abs(first["at"] - 5.0) <= TOLERANCE_S
+    errors = [p for p in payloads if "error" in p]
+    assert len(errors) == 1 and "splice_command_length" in errors[0]["error"], errors
+
+
+def test_overrun_and_missing_cues_are_found_nothing_else(clip: Path, tmp_path: Path) -> None:
+    events, _ = run(clip, tmp_path, SCTE35)
+    raised = [(e.alarm, e.start) for e in events if e.state == "raised"]
+    expected = [("ad_break_overrun", 15.0), ("scte35_missing", 10.5), ("scte35_missing", 21.5)]
+    assert len(raised) == len(expected), raised
+    for alarm, start in expected:
+        assert any(a == alarm and abs(s - start) <= TOLERANCE_S for a, s in raised), raised
+    overrun = next(e for e in events if e.alarm == "ad_break_overrun" and e.state == "cleared")
+    assert abs((overrun.end or 0) - 20.0) <= TOLERANCE_S
+    assert overrun.detail["event_id"] == 2
+
+
+def test_a_channel_without_scte35_reads_no_cues(clip: Path, tmp_path: Path) -> None:
+    events, info = run(clip, tmp_path, "")
+    assert info == []
+    assert not [e for e in events if "scte35" in e.alarm or "break" in e.alarm]
+
+
+LOGO = """\
+graphics:
+  - name: logo
+    roi: [0.80, 0.04, 0.16, 0.20]
+    learn: 3s
+    raise_after: 1s
+    DURING
+"""
+
+
+@pytest.fixture(scope="module")
+def logo_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A logo off air from 6 to 10 s, during an ad break from 6 to 10 s."""
+    spec = GraphicsClip(width=320, height=180, duration_s=14.0, logo_off=(Span(6.0, 10.0),))
+    path = tmp_path_factory.mktemp("logo") / "logo.ts"
+    shutil.copy(clip_file(spec), path)
+    origin = video_origin_ticks(path)
+    return add_cues(
+        path,
+        [
+            Placed(4.5, splice_insert(5, origin + 6 * 90000, out=True, duration_s=4.0)),
+            Placed(8.5, splice_insert(5, origin + 10 * 90000, out=False)),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("scte35", "during", "alarms"),
+    [
+        ("", "", {"graphic_missing"}),  # no SCTE-35: a logo off in the break is missing
+        (SCTE35, "", set()),  # default any: not judged in the break
+        (SCTE35, "during_breaks: absent", set()),  # it must be off: it is
+        (SCTE35, "during_breaks: present", {"graphic_missing"}),
+    ],
+)
+def test_logo_follows_the_breaks(
+    logo_clip: Path, tmp_path: Path, scte35: str, during: str, alarms: set[str]
+) -> None:
+    events, _ = run(logo_clip, tmp_path, scte35 + LOGO.replace("DURING", during))
+    raised = [e for e in events if e.state == "raised" and e.alarm.startswith("graphic_")]
+    assert {e.alarm for e in raised} == alarms
+    for event in raised:
+        assert abs(event.start - 6.0) <= 1.0

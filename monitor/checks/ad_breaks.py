@@ -109,12 +109,11 @@ class AdBreaksCheck(MediaCheck):
         context.inform(InfoEvent("scte35", context.subject, at_s, utc_now(), detail))
 
     def status(self) -> dict[str, Any]:
-        """The break state for the channel status: ``in_break``, ``break_ends_at`` (media
-        seconds, None when open-ended or not in a break)."""
-        return {
-            "in_break": self.breaks.in_break,
-            "break_ends_at": _seconds(self.breaks.ends_at_s) if self.breaks.in_break else None,
-        }
+        """The break state for the channel status: ``in_break``, and the planned end of the
+        break in media seconds (None when open-ended or not in a break; the daemon makes it
+        a UTC ``break_ends_at``)."""
+        ends_s = self.breaks.ends_at_s if self.breaks.in_break else None
+        return {"in_break": self.breaks.in_break, "break_ends_at_media_s": _seconds(ends_s)}
 
     def gauges(self) -> list[Gauge]:
         return [

@@ -161,6 +161,11 @@ class MediaCheck(Check):
         """A new decoder feeds the pipeline from the next item on (live input reconnected):
         drop state that assumes continuity (previous picture, partial windows)."""
 
+    def status(self) -> Mapping[str, Any]:
+        """Facts for the channel status (captions on air, the break state), as JSON values;
+        called about once a second."""
+        return {}
+
     def explains_picture(self) -> bool:
         """The rendition's picture has a fault of its own right now (pending or raised), so
         comparing it with other renditions would only repeat it."""

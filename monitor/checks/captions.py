@@ -123,6 +123,11 @@ class CaptionsCheck(MediaCheck):
                 return self.decoder.channels[service.number - 1].last_line
         return ""
 
+    def status(self) -> dict[str, Any]:
+        """``captions``: whether a configured service carried text lately (``on_air``) and
+        the last 608 caption line, for the console."""
+        return {"captions": {"on_air": self.on_air, "last_line": self.last_caption()}}
+
     def gauges(self) -> list[Gauge]:
         decoder = self.decoder
         chars = sum(channel.characters for channel in decoder.channels)

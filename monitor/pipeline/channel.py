@@ -7,6 +7,7 @@ callback receives AlarmEvents, so the same pipeline serves ``analyze`` and the d
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -87,6 +88,13 @@ class ChannelPipeline:
     def gauges(self) -> list[Gauge]:
         """The checks' latest measurements, for the metrics."""
         return [gauge for check in self.checks for gauge in check.gauges()]
+
+    def status(self) -> dict[str, Any]:
+        """The checks' facts for the channel status (``MediaCheck.status``)."""
+        facts: dict[str, Any] = {}
+        for check in self.checks:
+            facts.update(check.status())
+        return facts
 
     def explains_picture(self) -> bool:
         """This rendition's picture has a fault of its own right now (black, freeze)."""

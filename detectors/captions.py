@@ -22,7 +22,7 @@ from their start (cc_type 3) and continuation (cc_type 2) triplets and their ser
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 CaptionExpect = Literal["always", "schedule"]
@@ -224,7 +224,7 @@ class Cea608Channel:
             self.last_line = line
 
 
-@dataclass
+@dataclass(slots=True)
 class CaptionFrame:
     """What one picture's ``cc_data`` carried."""
 
@@ -232,8 +232,8 @@ class CaptionFrame:
     """Bit 0: valid CEA-608 field 1 data; bit 1: field 2; bit 2: DTVCC (CTA-708) data."""
     text_608: int = 0
     """Bit n: characters for CC(n+1) in this picture."""
-    services_708: set[int] = field(default_factory=set)
-    """CTA-708 services with a non-empty service block completed in this picture."""
+    services_708: int = 0
+    """Bit n: CTA-708 service n had a non-empty service block completed in this picture."""
 
 
 class CaptionDecoder:
@@ -372,7 +372,7 @@ class CaptionDecoder:
             i += size
             # Only padding (NUL, 0x00) and ETX (0x03) is no content.
             if any(b not in (0x00, 0x03) for b in block):
-                frame.services_708.add(service)
+                frame.services_708 |= 1 << service
 
 
 MISSING_GAP_S = 0.5
@@ -392,6 +392,9 @@ class ServiceVerdict:
     """No caption data at all for the service (the inserter is bypassed)."""
     empty_since_s: float | None
     """Caption data flowing, but no text in it (the inserter is fed nothing)."""
+
+
+NOTHING_HOLDS = ServiceVerdict(None, None)
 
 
 class ServicePresence:
@@ -439,4 +442,6 @@ class ServicePresence:
         empty = self._no_text_since_s
         if empty is not None and t_s - empty < self.empty_gap_s:
             empty = None
+        if missing is None and empty is None:
+            return NOTHING_HOLDS  # the common case, without an allocation per picture
         return ServiceVerdict(missing, empty)

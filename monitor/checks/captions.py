@@ -23,13 +23,14 @@ from typing import Any, ClassVar
 
 from detectors.captions import (
     EMPTY_GAP_S,
+    NOTHING_HOLDS,
     CaptionDecoder,
     CaptionSettings,
     ServicePresence,
     parse_service,
 )
 from detectors.graphics import in_windows, parse_window
-from monitor.alarms.engine import AlarmTracker
+from monitor.alarms.engine import AlarmTracker, Phase
 from monitor.checks.base import Check, CheckContext, Gauge, MediaCheck
 from monitor.decode.media_source import Picture
 
@@ -44,6 +45,7 @@ class _Service:
             self.field_bit = 1 if self.number <= 2 else 2
         else:
             self.field_bit = 4
+        self.text_bit = 1 << (self.number - 1 if self.standard == 608 else self.number)
         self.presence = ServicePresence(empty_gap_s)
         rule = context.channel.captions.rule
         self.missing = context.tracker("captions_missing", rule)
@@ -81,13 +83,12 @@ class CaptionsCheck(MediaCheck):
         on_air = False
         for service in self.services:
             data = bool(frame.fields & service.field_bit)
-            if service.standard == 608:
-                text = bool(frame.text_608 & (1 << (service.number - 1)))
-            else:
-                text = service.number in frame.services_708
-            verdict = service.presence.observe(t_s, data, text, expected)
-            self._observe(service.missing, t_s, verdict.missing_since_s, service.detail)
-            self._observe(service.empty, t_s, verdict.empty_since_s, service.detail)
+            texts = frame.text_608 if service.standard == 608 else frame.services_708
+            verdict = service.presence.observe(t_s, data, bool(texts & service.text_bit), expected)
+            if verdict is not NOTHING_HOLDS or service.missing.phase is not Phase.IDLE:
+                self._observe(service.missing, t_s, verdict.missing_since_s, service.detail)
+            if verdict is not NOTHING_HOLDS or service.empty.phase is not Phase.IDLE:
+                self._observe(service.empty, t_s, verdict.empty_since_s, service.detail)
             last = service.presence.last_text_s
             on_air = on_air or (last is not None and t_s - last < service.presence.empty_gap_s)
         self.on_air = on_air

@@ -13,6 +13,7 @@ container's start time), so video and audio times are directly comparable.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -25,6 +26,9 @@ import numpy as np
 
 from monitor.errors import InputError
 
+A53_CC: Any = importlib.import_module("av.sidedata.sidedata").Type.A53_CC
+"""The key of caption side data: the enum (a name is looked up at every call); imported by
+name because PyAV's type stubs do not declare the submodule."""
 MPEG_WRAP_TICKS = 1 << 33
 """PTS/DTS of MPEG-TS/PS are 33-bit counters at 90 kHz: they wrap every 26.5 hours."""
 
@@ -422,7 +426,7 @@ class MediaSource:
         if frame.pts is not None and timeline.wrap_ticks:
             self._clock = (frame.pts, pts_s)  # the program clock, for SCTE-35 splice times
         # Side data supports the buffer protocol; PyAV's type stubs do not say so.
-        captions: Any = frame.side_data.get("A53_CC")
+        captions: Any = frame.side_data.get(A53_CC)
         cc_data = bytes(captions) if captions is not None else b""
         name = frame.format.name
         layout = self._formats.get(name)

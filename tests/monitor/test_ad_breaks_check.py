@@ -21,12 +21,13 @@ import textwrap
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from monitor.alarms.engine import AlarmEvent
 from monitor.checks.base import InfoEvent
 from monitor.config import load_config
-from monitor.decode.media_source import MediaSource
+from monitor.decode.media_source import MediaSource, Picture, SpliceSection
 from monitor.pipeline.analyze import analyze
 from monitor.pipeline.channel import ChannelPipeline
 from tests.captionclips import write_clip
@@ -192,3 +193,38 @@ def test_logo_follows_the_breaks(
     assert {e.alarm for e in raised} == alarms
     for event in raised:
         assert abs(event.start - 6.0) <= 1.0
+
+
+def test_black_at_a_splice_point_is_tolerated_elsewhere_not(tmp_path: Path) -> None:
+    """Black from 4.6 to 5.4 s around a cue-out at 5 s is the splice (splice_tolerance 1 s);
+    black from 8 to 9 s is a fault either way."""
+    rng = np.random.default_rng(1)
+    scene = rng.integers(40, 200, (72, 128), dtype=np.uint8)
+    black = np.full((72, 128), 16, np.uint8)
+    origin = 1_000_000
+    cue = SpliceSection(
+        splice_insert(1, origin + 5 * 90000, out=True, duration_s=30.0),
+        3.0,
+        (origin + 3 * 90000, 3.0),
+    )
+
+    def starts(extra: str) -> list[float]:
+        path = tmp_path / "black.yaml"
+        head = HEAD.replace("      black: {enabled: false}\n", "")
+        body = "black: {raise_after: 0.5s, clear_after: 0.2s}\n" + extra
+        path.write_text(head + textwrap.indent(body, "      "))
+        channel = load_config(path).channel(None)
+        events: list[AlarmEvent] = []
+        pipeline = ChannelPipeline(channel, "primary", events.append, audio_streams=[])
+        for i in range(250):
+            t = i / 25
+            if i == 75:
+                pipeline.process(cue)
+            dark = 4.6 <= t < 5.4 or 8.0 <= t < 9.0
+            luma = black if dark else np.roll(scene, i, axis=1)
+            pipeline.process(Picture(luma, t, 0.04, 8, False, keyframe=i % 25 == 0))
+        pipeline.finish()
+        return [e.start for e in events if e.alarm == "black" and e.state == "raised"]
+
+    assert starts("") == pytest.approx([4.6, 8.0])
+    assert starts("scte35: {splice_tolerance: 1s}\n") == pytest.approx([8.0])

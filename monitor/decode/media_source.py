@@ -230,6 +230,7 @@ class MediaSource:
         timeline_start_s: float | None = None,
         pictures: PictureSelection = "all",
         splice_sections: bool = False,
+        captions: bool = False,
     ) -> None:
         """``fileobj``: read the media from this object (a BytePipe) instead of opening ``url``,
         which then only names the source. ``timeline_start_s``: the media time the first
@@ -238,9 +239,12 @@ class MediaSource:
         only some (the lower rungs of a ladder); a picture is then shown (``Picture.shown_s``)
         until the next one is expected, so presence and drop counting see a continuous
         picture stream. ``splice_sections``: also hand out the sections of an SCTE-35 stream
-        (``SpliceSection``), when the source has one."""
+        (``SpliceSection``), when the source has one. ``captions``: take each picture's
+        caption side data (``Picture.cc_data``): a few µs per picture that a channel without
+        captions does not pay."""
         self.url = url
         self._want_splices = splice_sections
+        self._want_captions = captions
         self._clock: tuple[int, float] | None = None
         self.audio_block_s = audio_block_s
         self.name = describe_source(url)
@@ -426,8 +430,11 @@ class MediaSource:
         if frame.pts is not None and timeline.wrap_ticks:
             self._clock = (frame.pts, pts_s)  # the program clock, for SCTE-35 splice times
         # Side data supports the buffer protocol; PyAV's type stubs do not say so.
-        captions: Any = frame.side_data.get(A53_CC)
-        cc_data = bytes(captions) if captions is not None else b""
+        cc_data = b""
+        if self._want_captions:
+            side_data: Any = frame.side_data.get(A53_CC)
+            if side_data is not None:
+                cc_data = bytes(side_data)
         name = frame.format.name
         layout = self._formats.get(name)
         if layout is None:

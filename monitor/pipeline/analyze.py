@@ -52,6 +52,7 @@ def analyze(
         read_timeout_s=opts.read_timeout_s,
         threads=threads,
         splice_sections=channel.scte35.rule.enabled,
+        captions=channel.captions.rule.enabled,
     ) as media:
         summary = AnalysisSummary(media.name, media.stream_infos(), report=media.report)
 

@@ -503,6 +503,7 @@ class LiveSession:
                 read_timeout_s=self.source.read_timeout_s,
                 pictures=self._pictures(r.name),
                 splice_sections=self.channel.scte35.rule.enabled,
+                captions=self.channel.captions.rule.enabled,
             ) as media:
                 self._put(("open", r, media.stream_infos()))
                 for item in media:

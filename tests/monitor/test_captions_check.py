@@ -144,3 +144,21 @@ def test_a_bad_service_name_is_a_config_error(tmp_path: Path) -> None:
     path.write_text(HEAD + "      captions: {services: [cc5]}\n")
     with pytest.raises(ConfigError, match="cc5"):
         load_config(path)
+
+
+def test_the_example_documents_every_caption_and_ad_break_key() -> None:
+    import dataclasses
+
+    from detectors.ad_breaks import AdBreakSettings
+    from detectors.captions import CaptionSettings
+
+    example = Path(__file__).parents[2] / "configs" / "example.yaml"
+    text = example.read_text()
+    news = load_config(example).channel("news-hd")
+    assert news.captions.rule.enabled and news.captions.settings.services == ("cc1", "708:1")
+    assert news.scte35.settings.max_interval_s == 3600.0
+    assert news.graphics[0].settings.during_breaks == "absent"
+    for cls in (CaptionSettings, AdBreakSettings):
+        for spec in dataclasses.fields(cls):
+            assert f"{spec.name.removesuffix('_s')}:" in text, spec.name
+    assert "during_breaks:" in text

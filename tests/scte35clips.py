@@ -69,7 +69,8 @@ class Placed:
     section: bytes
 
 
-def _section_of(packet: bytes) -> tuple[int, bytes] | None:
+def section_of(packet: bytes) -> tuple[int, bytes] | None:
+    """(offset, section) of the PSI section starting in ``packet`` (None without PUSI)."""
     if not packet[1] & 0x40:
         return None
     at = 4
@@ -82,7 +83,7 @@ def _section_of(packet: bytes) -> tuple[int, bytes] | None:
 
 def _with_cue_stream(packet: bytes) -> bytes:
     """The PMT packet with the SCTE-35 stream and the CUEI registration added."""
-    found = _section_of(packet)
+    found = section_of(packet)
     assert found is not None
     _, section = found
     info_len = ((section[10] & 0x0F) << 8) | section[11]

@@ -30,7 +30,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from monitor.alarms.engine import AlarmTracker, Merge, Subject
-from monitor.decode.media_source import AudioChunk, Picture, SpliceSection, StreamInfo
+from monitor.decode.media_source import (
+    AudioChunk,
+    Picture,
+    SpliceSection,
+    StreamInfo,
+    SubtitlePacket,
+)
 
 if TYPE_CHECKING:
     from detectors.ad_breaks import BreakState
@@ -147,6 +153,7 @@ class MediaCheck(Check):
     wants_pictures: ClassVar[bool] = True
     wants_audio: ClassVar[bool] = True
     wants_splices: ClassVar[bool] = False
+    wants_subtitles: ClassVar[bool] = False
 
     def picture(self, picture: Picture) -> None:
         """One decoded picture, in presentation order."""
@@ -156,6 +163,9 @@ class MediaCheck(Check):
 
     def splice(self, section: SpliceSection) -> None:
         """One SCTE-35 section of the rendition (only checks with ``wants_splices``)."""
+
+    def subtitle(self, packet: SubtitlePacket) -> None:
+        """One packet of a subtitle stream (only checks with ``wants_subtitles``)."""
 
     def rejoin(self) -> None:
         """A new decoder feeds the pipeline from the next item on (live input reconnected):

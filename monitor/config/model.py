@@ -23,6 +23,7 @@ from detectors.graphics import GraphicSettings
 from detectors.ladder import LadderSettings
 from detectors.loudness import LoudnessSettings
 from detectors.silence import SilenceSettings
+from detectors.subtitles import SubtitleSettings
 from failover.policy_settings import FailoverSettings
 from monitor.decode.media_source import PictureSelection
 from monitor.errors import ConfigError
@@ -127,6 +128,12 @@ class ChannelConfig:
         )
     )
     """CEA-608/CTA-708 captions in the video: alarms captions_missing, captions_empty."""
+    subtitles: DetectorConfig[SubtitleSettings] = field(
+        default_factory=lambda: _default(
+            SubtitleSettings(), enabled=False, raise_after_s=10.0, clear_after_s=1.0
+        )
+    )
+    """DVB subtitle and teletext PIDs of an MPEG-TS input: alarm subtitles_missing."""
     scte35: DetectorConfig[AdBreakSettings] = field(
         default_factory=lambda: _default(
             AdBreakSettings(), enabled=False, raise_after_s=0.0, clear_after_s=0.0

@@ -107,6 +107,20 @@ class SpliceSection:
     (a PTS on the same program clock) on the media timeline; None before any picture."""
 
 
+@dataclass(frozen=True, slots=True)
+class SubtitlePacket:
+    """A packet of a DVB subtitle or teletext stream (EN 300 743, EN 300 472), not decoded:
+    that the PID keeps carrying packets is what is watched."""
+
+    stream: int
+    """Index among the source's subtitle streams."""
+    language: str | None
+    """ISO 639 language of the PMT's descriptor, as FFmpeg reads it."""
+    codec: str
+    pts_s: float
+    """When it arrived: the media time of the newest picture decoded before it."""
+
+
 @dataclass(frozen=True)
 class StreamInfo:
     kind: str  # "video" | "audio"
@@ -231,6 +245,7 @@ class MediaSource:
         pictures: PictureSelection = "all",
         splice_sections: bool = False,
         captions: bool = False,
+        subtitles: bool = False,
     ) -> None:
         """``fileobj``: read the media from this object (a BytePipe) instead of opening ``url``,
         which then only names the source. ``timeline_start_s``: the media time the first
@@ -241,10 +256,12 @@ class MediaSource:
         picture stream. ``splice_sections``: also hand out the sections of an SCTE-35 stream
         (``SpliceSection``), when the source has one. ``captions``: take each picture's
         caption side data (``Picture.cc_data``): a few µs per picture that a channel without
-        captions does not pay."""
+        captions does not pay. ``subtitles``: hand out the packets of DVB subtitle and
+        teletext streams (``SubtitlePacket``), undecoded."""
         self.url = url
         self._want_splices = splice_sections
         self._want_captions = captions
+        self._want_subtitles = subtitles
         self._clock: tuple[int, float] | None = None
         self.audio_block_s = audio_block_s
         self.name = describe_source(url)
@@ -314,6 +331,18 @@ class MediaSource:
             # FFmpeg names the data stream of a 0x86 PID with a 'CUEI' registration scte_35.
             self.splice_streams = [s for s in c.streams.data if s.name == "scte_35"]
         self._splice_index = {s.index for s in self.splice_streams}
+        self.subtitle_streams: list[av.stream.Stream] = (
+            list(c.streams.subtitles) if self._want_subtitles else []
+        )
+        self._subtitle_info = {
+            s.index: (
+                i,
+                s.metadata.get("language"),
+                # No decoder here for teletext (FFmpeg without libzvbi): named "undecoded".
+                s.codec_context.name if s.codec_context is not None else "undecoded",
+            )
+            for i, s in enumerate(self.subtitle_streams)
+        }
         start = c.start_time
         self.origin_s: float | None = start / av.time_base if start is not None else None
         if self._timeline_start_s is not None:
@@ -360,8 +389,8 @@ class MediaSource:
     def close(self) -> None:
         self._container.close()
 
-    def __iter__(self) -> Iterator[Picture | AudioChunk | SpliceSection]:
-        packets = self._container.demux(self.streams + self.splice_streams)
+    def __iter__(self) -> Iterator[Picture | AudioChunk | SpliceSection | SubtitlePacket]:
+        packets = self._container.demux(self.streams + self.splice_streams + self.subtitle_streams)
         while True:
             try:
                 packet = next(packets)
@@ -378,6 +407,12 @@ class MediaSource:
                 if packet.size:
                     arrival_s = self._clock[1] if self._clock is not None else 0.0
                     yield SpliceSection(bytes(packet), arrival_s, self._clock)
+                continue
+            if self._subtitle_info and packet.stream.index in self._subtitle_info:
+                if packet.size:
+                    index, language, codec = self._subtitle_info[packet.stream.index]
+                    arrival_s = self._clock[1] if self._clock is not None else 0.0
+                    yield SubtitlePacket(index, language, codec, arrival_s)
                 continue
             try:
                 frames = packet.decode()

@@ -53,6 +53,7 @@ def analyze(
         threads=threads,
         splice_sections=channel.scte35.rule.enabled,
         captions=channel.captions.rule.enabled,
+        subtitles=channel.subtitles.rule.enabled,
     ) as media:
         summary = AnalysisSummary(media.name, media.stream_infos(), report=media.report)
 

@@ -17,7 +17,13 @@ from monitor.checks.base import CheckContext, Gauge, Inform, MediaCheck, ignore_
 from monitor.checks.black_freeze import BlackFreezeCheck
 from monitor.checks.registry import build_checks
 from monitor.config import ChannelConfig
-from monitor.decode.media_source import AudioChunk, Picture, SpliceSection, StreamInfo
+from monitor.decode.media_source import (
+    AudioChunk,
+    Picture,
+    SpliceSection,
+    StreamInfo,
+    SubtitlePacket,
+)
 
 
 class ChannelPipeline:
@@ -63,9 +69,10 @@ class ChannelPipeline:
         self._picture_checks = [c for c in self.checks if c.wants_pictures]
         self._audio_checks = [c for c in self.checks if c.wants_audio]
         self._splice_checks = [c for c in self.checks if c.wants_splices]
+        self._subtitle_checks = [c for c in self.checks if c.wants_subtitles]
         self._pictures = next((c for c in self.checks if isinstance(c, BlackFreezeCheck)), None)
 
-    def process(self, item: Picture | AudioChunk | SpliceSection) -> None:
+    def process(self, item: Picture | AudioChunk | SpliceSection | SubtitlePacket) -> None:
         if isinstance(item, Picture):
             self.picture_count += 1
             self.media_end_s = max(self.media_end_s, item.end_s)
@@ -76,9 +83,12 @@ class ChannelPipeline:
             self._keep_peaks(item)
             for check in self._audio_checks:
                 check.audio(item)
-        else:
+        elif isinstance(item, SpliceSection):
             for splice_check in self._splice_checks:
                 splice_check.splice(item)
+        else:
+            for subtitle_check in self._subtitle_checks:
+                subtitle_check.subtitle(item)
 
     def rejoin(self) -> None:
         """A new decoder feeds this pipeline from its next item on (a live input reconnected)."""

@@ -46,6 +46,7 @@ from monitor.decode.media_source import (
     PictureSelection,
     SpliceSection,
     StreamInfo,
+    SubtitlePacket,
 )
 from monitor.decode.thumbnails import Thumbnailer
 from monitor.errors import InputError
@@ -504,6 +505,7 @@ class LiveSession:
                 pictures=self._pictures(r.name),
                 splice_sections=self.channel.scte35.rule.enabled,
                 captions=self.channel.captions.rule.enabled,
+                subtitles=self.channel.subtitles.rule.enabled,
             ) as media:
                 self._put(("open", r, media.stream_infos()))
                 for item in media:
@@ -597,7 +599,7 @@ class LiveSession:
     def _handle(self, kind: str, r: Rendition | None, payload: Any) -> None:
         if kind == "item":
             assert r is not None
-            item: Picture | AudioChunk | SpliceSection
+            item: Picture | AudioChunk | SpliceSection | SubtitlePacket
             item, decoded_s = payload
             pipeline = r.pipeline_for(r.streams)
             pipeline.process(item)

@@ -151,6 +151,7 @@ def test_the_example_documents_every_caption_and_ad_break_key() -> None:
 
     from detectors.ad_breaks import AdBreakSettings
     from detectors.captions import CaptionSettings
+    from detectors.subtitles import SubtitleSettings
 
     example = Path(__file__).parents[2] / "configs" / "example.yaml"
     text = example.read_text()
@@ -158,7 +159,7 @@ def test_the_example_documents_every_caption_and_ad_break_key() -> None:
     assert news.captions.rule.enabled and news.captions.settings.services == ("cc1", "708:1")
     assert news.scte35.settings.max_interval_s == 3600.0
     assert news.graphics[0].settings.during_breaks == "absent"
-    for cls in (CaptionSettings, AdBreakSettings):
+    for cls in (CaptionSettings, AdBreakSettings, SubtitleSettings):
         for spec in dataclasses.fields(cls):
             assert f"{spec.name.removesuffix('_s')}:" in text, spec.name
     assert "during_breaks:" in text

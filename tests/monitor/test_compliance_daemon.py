@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from monitor.alarms.input_stats import InputStats
+from monitor.daemon.supervisor import status_facts
 from monitor.demo.udp_sender import UdpSender
 from tests.captionclips import PAD, roll_up, triplet_608, write_clip
 from tests.daemon import Channel, Daemon, events
@@ -95,3 +97,25 @@ def test_cues_break_state_and_captions_reach_mqtt(
         "captions_missing"
     ]
     sub.close()
+
+
+def test_status_facts_take_the_first_rendition_and_put_the_break_end_in_utc() -> None:
+    def stats(rendition: str | None, status: tuple[tuple[str, object], ...]) -> InputStats:
+        return InputStats(
+            "news", "primary", rendition, True, 0.0, 25.0, 0, 0, 0, 0.0, 0, 0, None, (), (),
+            status,
+        )  # fmt: skip
+
+    facts = status_facts(
+        [
+            stats("1080p", (("break_ends_at_media_s", 30.0), ("in_break", True))),
+            stats("360p", (("break_ends_at_media_s", 31.0), ("in_break", False))),
+        ],
+        origin_wall_s=1_700_000_000.0,
+    )
+    assert facts == {"in_break": True, "break_ends_at": "2023-11-14T22:13:50Z"}
+    assert status_facts([stats(None, ())], 0.0) == {}
+    off_break = status_facts(
+        [stats(None, (("break_ends_at_media_s", None), ("in_break", False)))], 0.0
+    )
+    assert off_break == {"in_break": False, "break_ends_at": None}

@@ -27,7 +27,13 @@ import pytest
 from monitor.alarms.engine import AlarmEvent
 from monitor.checks.base import InfoEvent
 from monitor.config import load_config
-from monitor.decode.media_source import MediaSource, Picture, SpliceSection
+from monitor.decode.media_source import (
+    AudioChunk,
+    MediaSource,
+    Picture,
+    SpliceSection,
+    StreamInfo,
+)
 from monitor.pipeline.analyze import analyze
 from monitor.pipeline.channel import ChannelPipeline
 from tests.captionclips import write_clip
@@ -225,6 +231,42 @@ def test_black_at_a_splice_point_is_tolerated_elsewhere_not(tmp_path: Path) -> N
             pipeline.process(Picture(luma, t, 0.04, 8, False, keyframe=i % 25 == 0))
         pipeline.finish()
         return [e.start for e in events if e.alarm == "black" and e.state == "raised"]
+
+    assert starts("") == pytest.approx([4.6, 8.0])
+    assert starts("scte35: {splice_tolerance: 1s}\n") == pytest.approx([8.0])
+
+
+def test_silence_at_a_splice_point_is_tolerated_elsewhere_not(tmp_path: Path) -> None:
+    """Silence from 4.6 to 5.4 s around a cue-out at 5 s is the splice; from 8 to 9 s it is
+    a fault either way."""
+    rng = np.random.default_rng(2)
+    tone = (0.1 * rng.standard_normal((2, 9600))).astype(np.float32)
+    quiet = np.zeros((2, 480), np.float32)
+    origin = 1_000_000
+    cue = SpliceSection(
+        splice_insert(1, origin + 5 * 90000, out=True, duration_s=30.0),
+        3.0,
+        (origin + 3 * 90000, 3.0),
+    )
+    stereo = StreamInfo("audio", 0, "pcm", "stereo", channel_names=("FL", "FR"))
+
+    def starts(extra: str) -> list[float]:
+        path = tmp_path / "silence.yaml"
+        body = "silence: {raise_after: 0.5s, clear_after: 0.2s}\n" + extra
+        path.write_text(HEAD + textwrap.indent(body, "      "))
+        channel = load_config(path).channel(None)
+        events: list[AlarmEvent] = []
+        pipeline = ChannelPipeline(channel, "primary", events.append, audio_streams=[stereo])
+        for i in range(1000):  # 10 ms blocks, 10 s
+            t = i / 100
+            if i == 300:
+                pipeline.process(cue)
+            silent = 4.6 <= t < 5.4 or 8.0 <= t < 9.0
+            block = quiet if silent else tone[:, (i % 20) * 480 : (i % 20) * 480 + 480]
+            pipeline.process(AudioChunk(0, block, t, 48000, ("FL", "FR")))
+        pipeline.finish()
+        raised = [e for e in events if e.alarm == "silence" and e.state == "raised"]
+        return sorted({round(e.start, 2) for e in raised})
 
     assert starts("") == pytest.approx([4.6, 8.0])
     assert starts("scte35: {splice_tolerance: 1s}\n") == pytest.approx([8.0])

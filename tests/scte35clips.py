@@ -61,6 +61,33 @@ def splice_insert(
     return bytes(cue.bytes())
 
 
+def time_signal(seg_type: int, pts_ticks: int, duration_s: float | None) -> bytes:
+    """A time_signal with one segmentation_descriptor (ANSI/SCTE 35 9.7.4, 10.3.3), event
+    0x63, UPID type 0x09 (ADI) 'SIGNAL01'."""
+    cue = threefive.Cue()
+    command = threefive.TimeSignal()
+    command.time_specified_flag = True
+    command.pts_time = pts_ticks / 90000
+    cue.command = command
+    descriptor = threefive.SegmentationDescriptor()
+    descriptor.segmentation_event_id = "0x00000063"
+    descriptor.segmentation_event_cancel_indicator = False
+    descriptor.segmentation_event_id_compliance_indicator = True
+    descriptor.program_segmentation_flag = True
+    descriptor.segmentation_duration_flag = duration_s is not None
+    descriptor.delivery_not_restricted_flag = True
+    descriptor.segmentation_duration = duration_s
+    descriptor.segmentation_upid_type = 0x09
+    descriptor.segmentation_upid_length = 8
+    descriptor.segmentation_upid = "SIGNAL01"
+    descriptor.segmentation_type_id = seg_type
+    descriptor.segment_num = 0
+    descriptor.segments_expected = 0
+    cue.descriptors = [descriptor]
+    cue.encode()
+    return bytes(cue.bytes())
+
+
 @dataclass(frozen=True)
 class Placed:
     """A section put into the clip's SCTE-35 PID when the video reaches ``arrival_s``."""

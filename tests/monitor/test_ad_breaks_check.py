@@ -38,7 +38,14 @@ from monitor.pipeline.analyze import analyze
 from monitor.pipeline.channel import ChannelPipeline
 from tests.captionclips import write_clip
 from tests.graphicsclips import GraphicsClip, Span, clip_file
-from tests.scte35clips import Placed, add_cues, crc32_mpeg2, splice_insert, video_origin_ticks
+from tests.scte35clips import (
+    Placed,
+    add_cues,
+    crc32_mpeg2,
+    splice_insert,
+    time_signal,
+    video_origin_ticks,
+)
 
 TOLERANCE_S = 0.5
 DURATION_S = 30.0
@@ -270,3 +277,34 @@ def test_silence_at_a_splice_point_is_tolerated_elsewhere_not(tmp_path: Path) ->
 
     assert starts("") == pytest.approx([4.6, 8.0])
     assert starts("scte35: {splice_tolerance: 1s}\n") == pytest.approx([8.0])
+
+
+def test_time_signal_segmentation_cues_drive_the_break_too(tmp_path: Path) -> None:
+    """A provider placement opportunity (0x34) from 3 s for 4 s, its end (0x35) at 7 s."""
+    path = write_clip(tmp_path / "signal.ts", 10.0, lambda i, t: None)
+    origin = video_origin_ticks(path)
+    add_cues(
+        path,
+        [
+            Placed(1.0, time_signal(0x34, origin + 3 * 90000, 4.0)),
+            Placed(5.5, time_signal(0x35, origin + 7 * 90000, None)),
+        ],
+    )
+    channel = load_config(config(tmp_path, SCTE35)).channel(None)
+    info: list[InfoEvent] = []
+    pipeline = ChannelPipeline(
+        channel, "primary", lambda event: None, audio_streams=[], inform=info.append
+    )
+    assert pipeline.breaks is not None
+    changes: list[tuple[float, bool]] = []
+    with MediaSource(str(path), splice_sections=True) as media:
+        for item in media:
+            pipeline.process(item)
+            if not changes or changes[-1][1] != pipeline.breaks.in_break:
+                changes.append((round(item.pts_s, 2), pipeline.breaks.in_break))
+    assert changes == [(0.0, False), (3.0, True), (7.0, False)]
+    first = info[0].to_dict()
+    assert (first["command"], first["segmentation_type"], first["event_id"]) == (
+        "time_signal", 0x34, 0x63,
+    )  # fmt: skip
+    assert "SIGNAL01" in first["upid"]

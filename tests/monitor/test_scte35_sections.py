@@ -2,36 +2,9 @@
 
 from __future__ import annotations
 
-import threefive
-
 from detectors.ad_breaks import BreakState, Splice
 from monitor.decode.scte35 import BadSection, decode_section, splice_seconds
-from tests.scte35clips import crc32_mpeg2, splice_insert
-
-
-def time_signal(seg_type: int, pts_ticks: int, duration_s: float | None) -> bytes:
-    cue = threefive.Cue()
-    command = threefive.TimeSignal()
-    command.time_specified_flag = True
-    command.pts_time = pts_ticks / 90000
-    cue.command = command
-    descriptor = threefive.SegmentationDescriptor()
-    descriptor.segmentation_event_id = "0x00000063"
-    descriptor.segmentation_event_cancel_indicator = False
-    descriptor.segmentation_event_id_compliance_indicator = True
-    descriptor.program_segmentation_flag = True
-    descriptor.segmentation_duration_flag = duration_s is not None
-    descriptor.delivery_not_restricted_flag = True
-    descriptor.segmentation_duration = duration_s
-    descriptor.segmentation_upid_type = 0x09
-    descriptor.segmentation_upid_length = 8
-    descriptor.segmentation_upid = "SIGNAL01"
-    descriptor.segmentation_type_id = seg_type
-    descriptor.segment_num = 0
-    descriptor.segments_expected = 0
-    cue.descriptors = [descriptor]
-    cue.encode()
-    return bytes(cue.bytes())
+from tests.scte35clips import crc32_mpeg2, splice_insert, time_signal
 
 
 def test_splice_insert_decodes_with_its_fields() -> None:

@@ -85,6 +85,7 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _WINDOW = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})")
 
 Expect = Literal["always", "never", "schedule"]
+DuringBreaks = Literal["absent", "present", "any"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,10 @@ class GraphicSettings:
     """When it should be on air: always, never, or during the ``schedule`` windows."""
     schedule: tuple[str, ...] = ()
     """Time-of-day windows 'HH:MM-HH:MM' (local time) of ``expect: schedule``."""
+    during_breaks: DuringBreaks = "any"
+    """In an SCTE-35 ad break (a channel with ``scte35``): any, not judged (no
+    graphic_missing while the ads play); absent, must be off air (graphic_unexpected);
+    present, must stay on air. ``expect: never`` holds in breaks too."""
     changing: bool | None = None
     """True: the region must keep changing (clock, ticker); False: it must hold still."""
     match_threshold: Annotated[float, Interval(ge=0.05, le=0.95)] = 0.3

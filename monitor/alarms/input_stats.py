@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +39,6 @@ class InputStats:
     gauges: tuple[tuple[str, tuple[tuple[str, str], ...], float], ...] = ()
     """The pluggable checks' measurements: (name, extra labels, value), exported as
     ``streamqc_<name>`` (see ``monitor.checks.base.Gauge``)."""
+    status: tuple[tuple[str, Any], ...] = ()
+    """The checks' facts for the channel status (captions on air, break state), sorted by
+    key (see ``monitor.checks.base.MediaCheck.status``)."""

@@ -25,14 +25,21 @@ channel    ``daemon.failover_link.FailoverLink`` the failover policy's own alarm
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from monitor.alarms.engine import AlarmTracker, Merge, Subject
-from monitor.decode.media_source import AudioChunk, Picture, StreamInfo
+from monitor.decode.media_source import (
+    AudioChunk,
+    Picture,
+    SpliceSection,
+    StreamInfo,
+    SubtitlePacket,
+)
 
 if TYPE_CHECKING:
+    from detectors.ad_breaks import BreakState
     from monitor.config import AlarmRule, ChannelConfig
     from monitor.ingest.reports import TransportCondition
 
@@ -60,6 +67,40 @@ class TrackerFactory(Protocol):
 
 
 @dataclass(frozen=True)
+class InfoEvent:
+    """Something a check reports that is not an alarm (an SCTE-35 cue): published on
+    ``<prefix>/<channel>/events``, versioned like the alarm events."""
+
+    type: str
+    """What it is: ``scte35``."""
+    subject: Subject
+    at_s: float
+    """Media seconds it happened (a cue: its splice point)."""
+    wallclock: str
+    detail: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": INFO_EVENT_VERSION,
+            "type": self.type,
+            "channel": self.subject.channel,
+            "input": self.subject.input,
+            "rendition": self.subject.rendition,
+            "at": round(self.at_s, 3),
+            "wallclock": self.wallclock,
+            **self.detail,
+        }
+
+
+INFO_EVENT_VERSION = 1
+Inform = Callable[[InfoEvent], None]
+
+
+def ignore_info(event: InfoEvent) -> None:
+    """Where informational events go when nobody listens."""
+
+
+@dataclass(frozen=True)
 class CheckContext:
     """What a check is built from."""
 
@@ -77,6 +118,12 @@ class CheckContext:
     """Input scope: the input is a ladder of renditions (HLS)."""
     ladder_keyframes: bool = False
     """Input scope: the ladder's smaller renditions are not decoded in full."""
+    breaks: BreakState | None = None
+    """Rendition scope: the programme's ad-break state (None: SCTE-35 off). The ad-break
+    check (order 0) writes it from the cues before any other check sees the same picture;
+    the graphics, black and silence checks read it."""
+    inform: Inform = ignore_info
+    """Where a check's informational events go."""
 
 
 class Check:
@@ -105,6 +152,8 @@ class MediaCheck(Check):
     scope: ClassVar[Scope] = "rendition"
     wants_pictures: ClassVar[bool] = True
     wants_audio: ClassVar[bool] = True
+    wants_splices: ClassVar[bool] = False
+    wants_subtitles: ClassVar[bool] = False
 
     def picture(self, picture: Picture) -> None:
         """One decoded picture, in presentation order."""
@@ -112,9 +161,20 @@ class MediaCheck(Check):
     def audio(self, chunk: AudioChunk) -> None:
         """One block of decoded audio of one stream, in presentation order per stream."""
 
+    def splice(self, section: SpliceSection) -> None:
+        """One SCTE-35 section of the rendition (only checks with ``wants_splices``)."""
+
+    def subtitle(self, packet: SubtitlePacket) -> None:
+        """One packet of a subtitle stream (only checks with ``wants_subtitles``)."""
+
     def rejoin(self) -> None:
         """A new decoder feeds the pipeline from the next item on (live input reconnected):
         drop state that assumes continuity (previous picture, partial windows)."""
+
+    def status(self) -> Mapping[str, Any]:
+        """Facts for the channel status (captions on air, the break state), as JSON values;
+        called about once a second."""
+        return {}
 
     def explains_picture(self) -> bool:
         """The rendition's picture has a fault of its own right now (pending or raised), so

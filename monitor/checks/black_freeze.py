@@ -38,6 +38,9 @@ class BlackFreezeCheck(MediaCheck):
         self.black = context.tracker("black", black.rule) if black.rule.enabled else None
         self.freeze = context.tracker("freeze", freeze.rule) if freeze.rule.enabled else None
         self._last: PictureMeasurement | None = None
+        # Black at an SCTE-35 splice point is the splice (the ad server's slate), not a fault.
+        self._breaks = context.breaks
+        self._splice_tolerance_s = context.channel.scte35.settings.splice_tolerance_s
 
     def picture(self, picture: Picture) -> None:
         m = self.analyzer.update(
@@ -49,6 +52,9 @@ class BlackFreezeCheck(MediaCheck):
         )
         self._last = m
         is_black = m.is_black
+        breaks = self._breaks
+        if is_black and breaks is not None:
+            is_black = not breaks.near_splice(m.pts_s, self._splice_tolerance_s)
         if self.black is not None:
             detail = None  # built only when it can be kept: this runs for every picture
             if is_black:

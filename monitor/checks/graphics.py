@@ -64,7 +64,8 @@ class _Graphic:
         self.missing = track("graphic_missing", rule) if settings.matched else None
         self.unexpected = (
             track("graphic_unexpected", rule)
-            if settings.matched and settings.expect != "always"
+            if settings.matched
+            and (settings.expect != "always" or settings.during_breaks == "absent")
             else None
         )
         self.frozen = track("graphic_frozen", rule) if settings.changing is True else None
@@ -78,17 +79,26 @@ class _Graphic:
         self.last: GraphicMeasurement | None = None
 
     def observe(
-        self, y: np.ndarray, t_s: float, bit_depth: int, moving: bool, flat: bool, expected: bool
+        self,
+        y: np.ndarray,
+        t_s: float,
+        bit_depth: int,
+        moving: bool,
+        flat: bool,
+        expected: bool | None,
     ) -> None:
-        m = self.detector.update(y, t_s, moving=moving, expected=expected, bit_depth=bit_depth)
+        """``expected`` None: whether the graphic is on air is not judged (an ad break)."""
+        m = self.detector.update(
+            y, t_s, moving=moving, expected=bool(expected), bit_depth=bit_depth
+        )
         self.last = m
         if self.missing is not None:
             # A flat picture (black, a flat field) has no graphic to see: that is another
             # alarm's business, not this one's.
-            missing = expected and m.present is False and not flat
+            missing = expected is True and m.present is False and not flat
             self.missing.observe(t_s, missing, detail=self._presence(m) if missing else None)
         if self.unexpected is not None:
-            unexpected = not expected and m.present is True
+            unexpected = expected is False and m.present is True
             detail = self._presence(m) if unexpected else None
             self.unexpected.observe(t_s, unexpected, detail=detail)
         if self.frozen is not None and m.changed is not None:
@@ -112,8 +122,12 @@ class _Graphic:
                 }
             self.box.observe(t_s, m.opaque_box, detail=detail)
 
-    def expected(self, seconds_of_day: float) -> bool:
-        """Whether the graphic should be on air at this local time of day."""
+    def expected(self, seconds_of_day: float, in_break: bool = False) -> bool | None:
+        """Whether the graphic should be on air at this local time of day (None: not judged,
+        in an ad break of a graphic that may be either)."""
+        if in_break and self.settings.expect != "never":
+            rule = self.settings.during_breaks
+            return None if rule == "any" else rule == "present"
         if self.scheduled:
             return in_windows(self.windows, seconds_of_day)
         return self.settings.expect == "always"
@@ -156,6 +170,7 @@ class GraphicsCheck(MediaCheck):
             self.corruption = CorruptionDetector(corrupt.settings, ANALYSIS_INTERVAL_S, regions)
             self.corrupt = context.tracker("picture_corrupt", corrupt.rule)
         self.scheduled = any(g.scheduled for g in self.graphics)
+        self.breaks = context.breaks  # the ad-break check keeps it up to date
         self._due_s = -float("inf")
         self._anchor: tuple[float, float] | None = None  # (wall clock, media time) of a picture
         self._last_corruption: CorruptionMeasurement | None = None
@@ -171,8 +186,9 @@ class GraphicsCheck(MediaCheck):
             moving = self.motion.update(y, depth)
             flat = self.motion.flat
             day_s = self._time_of_day(t) if self.scheduled else 0.0
+            in_break = self.breaks is not None and self.breaks.in_break
             for graphic in self.graphics:
-                graphic.observe(y, t, depth, moving, flat, graphic.expected(day_s))
+                graphic.observe(y, t, depth, moving, flat, graphic.expected(day_s, in_break))
         if self.corruption is not None and self.corrupt is not None:
             frame = picture.frame
             m = self.corruption.update(

@@ -18,6 +18,7 @@ channel's alarm ``audio_channel`` (its index).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from detectors.silence import SilenceDetector
@@ -44,6 +45,9 @@ class SilenceCheck(MediaCheck):
         self._judged: dict[int, tuple[int, ...]] = {}
         self._trackers: dict[tuple[int, int | None], AlarmTracker] = {}
         self._names = {info.index: info.channel_names for info in context.audio_streams}
+        # Silence at an SCTE-35 splice point is the splice, not a fault.
+        self._breaks = context.breaks
+        self._splice_tolerance_s = context.channel.scte35.settings.splice_tolerance_s
 
     def audio(self, chunk: AudioChunk) -> None:
         stream = chunk.stream
@@ -64,7 +68,10 @@ class SilenceCheck(MediaCheck):
                 c for c in range(channels) if not names or names[c].upper() not in self._ignored
             )
         judged = self._judged[stream]
+        breaks = self._breaks
         for obs in detector.update(chunk.samples, chunk.pts_s):
+            if breaks is not None and breaks.near_splice(obs.t_s, self._splice_tolerance_s):
+                obs = replace(obs, muted=())
             whole = bool(judged) and all(c in obs.muted for c in judged)
             detail = self._detail(stream, judged, channels) if whole else None
             self._tracker(stream, None).observe(obs.t_s, whole, detail=detail)

@@ -13,14 +13,17 @@ from urllib.parse import urlsplit
 
 from annotated_types import Ge, Interval
 
+from detectors.ad_breaks import AdBreakSettings
 from detectors.avsync import AvSyncSettings
 from detectors.black import BlackSettings
+from detectors.captions import CaptionSettings
 from detectors.corruption import CorruptionSettings
 from detectors.freeze import FreezeSettings
 from detectors.graphics import GraphicSettings
 from detectors.ladder import LadderSettings
 from detectors.loudness import LoudnessSettings
 from detectors.silence import SilenceSettings
+from detectors.subtitles import SubtitleSettings
 from failover.policy_settings import FailoverSettings
 from monitor.decode.media_source import PictureSelection
 from monitor.errors import ConfigError
@@ -119,6 +122,25 @@ class ChannelConfig:
         )
     )
     """Decode garbage on the macroblock grid, against the channel's own baseline."""
+    captions: DetectorConfig[CaptionSettings] = field(
+        default_factory=lambda: _default(
+            CaptionSettings(), enabled=False, raise_after_s=30.0, clear_after_s=2.0
+        )
+    )
+    """CEA-608/CTA-708 captions in the video: alarms captions_missing, captions_empty."""
+    subtitles: DetectorConfig[SubtitleSettings] = field(
+        default_factory=lambda: _default(
+            SubtitleSettings(), enabled=False, raise_after_s=10.0, clear_after_s=1.0
+        )
+    )
+    """DVB subtitle and teletext PIDs of an MPEG-TS input: alarm subtitles_missing."""
+    scte35: DetectorConfig[AdBreakSettings] = field(
+        default_factory=lambda: _default(
+            AdBreakSettings(), enabled=False, raise_after_s=0.0, clear_after_s=0.0
+        )
+    )
+    """SCTE-35 cues of an MPEG-TS input: the break state, cue events, alarms ad_break_overrun
+    and scte35_missing; graphics and black/silence follow the breaks."""
     graphics: tuple[DetectorConfig[GraphicSettings], ...] = ()
     """Graphics to watch (logo, clock, lower third): ``detectors.graphics``, a list merged
     from the defaults' by name."""

@@ -4,7 +4,7 @@ Frozen dataclasses, pickled by ``multiprocessing``; one class per kind of messag
 sides match on the type and a message cannot be read with the wrong shape.
 
 To a worker: ``StartUnit``, ``StopUnit``, ``ExitWorker``. From a worker: ``Heartbeat``,
-``UnitEvent``, ``UnitStats``, ``UnitThumbnail``, ``WorkerLog``, ``UnitStopped``.
+``UnitEvent``, ``UnitInfo``, ``UnitStats``, ``UnitThumbnail``, ``WorkerLog``, ``UnitStopped``.
 """
 
 from __future__ import annotations
@@ -78,6 +78,14 @@ class UnitEvent:
 
 
 @dataclass(frozen=True)
+class UnitInfo:
+    key: UnitKey
+    event: dict[str, Any]
+    """An informational event (``monitor.checks.base.InfoEvent``, an SCTE-35 cue) as its dict
+    (the MQTT payload)."""
+
+
+@dataclass(frozen=True)
 class UnitStats:
     key: UnitKey
     stats: list[InputStats]
@@ -102,4 +110,4 @@ class UnitStopped:
     key: UnitKey
 
 
-FromWorker = Heartbeat | UnitEvent | UnitStats | UnitThumbnail | WorkerLog | UnitStopped
+FromWorker = Heartbeat | UnitEvent | UnitInfo | UnitStats | UnitThumbnail | WorkerLog | UnitStopped

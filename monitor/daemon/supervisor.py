@@ -26,12 +26,14 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 from monitor.alarms.engine import AlarmEvent, Inheritance, utc_now
+from monitor.alarms.input_stats import InputStats
 from monitor.config import ChannelConfig, Config, ThumbnailConfig, host_port, load_config
 from monitor.daemon.failover_link import FAILOVER_INPUT, FailoverLink
 from monitor.daemon.messages import (
@@ -41,6 +43,7 @@ from monitor.daemon.messages import (
     StartUnit,
     StopUnit,
     UnitEvent,
+    UnitInfo,
     UnitKey,
     UnitSpec,
     UnitStats,
@@ -104,6 +107,8 @@ class Unit:
     next_spec: UnitSpec | None = None
     thumbnail_rendition: str | None = None
     tick_age_s: float = 0.0
+    facts: dict[str, Any] = field(default_factory=dict)
+    """What its checks say beyond alarms, for the channel status (``status_facts``)."""
 
     @property
     def key(self) -> UnitKey:
@@ -497,16 +502,27 @@ class Supervisor:
             case UnitEvent(key, event, jpeg):
                 if (unit := self.units.get(key)) is not None:
                     self._on_event(unit, AlarmEvent.from_dict(event), jpeg)
-            case UnitStats(key, stats):
+            case UnitInfo(key, event):
                 if key in self.units:
+                    self.sink_event(self.topics.events(key[0]), event)
+            case UnitStats(key, stats):
+                if (unit := self.units.get(key)) is not None:
                     for s in stats:
                         self.metrics.observe_input(s)
+                    facts = status_facts(stats, unit.spec.origin_wall_s)
+                    if facts != unit.facts:
+                        unit.facts = facts
+                        self._publish_status(key[0])
             case UnitThumbnail(key, rendition, jpeg):
                 if (unit := self.units.get(key)) is not None:
                     self._on_thumbnail(unit, rendition, jpeg)
             case UnitStopped(key):
                 if (unit := self.units.get(key)) is not None:
                     self._stopped(unit)
+
+    def sink_event(self, topic: str, payload: dict[str, Any]) -> None:
+        assert self.sink is not None
+        self.sink.publish_event(topic, to_json(payload))
 
     def _on_thumbnail(self, unit: Unit, rendition: str | None, jpeg: bytes) -> None:
         if unit.thumbnail_rendition is None:
@@ -572,7 +588,8 @@ class Supervisor:
         link = self.failover.get(channel)
         if link is not None:
             inputs[FAILOVER_INPUT] = list(link.alarms.values())
-        return channel_status(channel, self._on_air(channel), inputs, offline=offline)
+        facts = {key[1]: u.facts for key, u in self.units.items() if key[0] == channel}
+        return channel_status(channel, self._on_air(channel), inputs, offline=offline, facts=facts)
 
     def _on_air(self, channel: str) -> str:
         link = self.failover.get(channel)
@@ -762,3 +779,23 @@ async def running(config_path: str | Path) -> AsyncIterator[Supervisor]:
     finally:
         supervisor.stop()
         await task
+
+
+def status_facts(stats: list[InputStats], origin_wall_s: float) -> dict[str, Any]:
+    """An input's facts for the channel status from its renditions' latest stats: the first
+    rendition that has each fact gives it; a break's end (media seconds on the unit's
+    timeline, whose zero is ``origin_wall_s``) becomes a UTC time an operator can read."""
+    facts: dict[str, Any] = {}
+    for s in stats:
+        for key, value in s.status:
+            facts.setdefault(key, value)
+    end_s = facts.pop("break_ends_at_media_s", None)
+    if "in_break" in facts:
+        facts["break_ends_at"] = (
+            None
+            if end_s is None
+            else datetime.fromtimestamp(origin_wall_s + end_s, UTC)
+            .isoformat(timespec="seconds")
+            .replace("+00:00", "Z")
+        )
+    return facts

@@ -24,7 +24,7 @@ from typing import Any
 
 from monitor.alarms.engine import AlarmEvent, Inheritance, Subject, Trackers
 from monitor.alarms.input_stats import InputStats
-from monitor.checks.base import CheckContext, UnitCheck
+from monitor.checks.base import CheckContext, InfoEvent, UnitCheck
 from monitor.checks.monitor_error import MONITOR_ERROR
 from monitor.checks.registry import build_checks
 from monitor.daemon.messages import (
@@ -35,6 +35,7 @@ from monitor.daemon.messages import (
     StopUnit,
     ToWorker,
     UnitEvent,
+    UnitInfo,
     UnitKey,
     UnitSpec,
     UnitStats,
@@ -138,6 +139,9 @@ class UnitThread(threading.Thread):
             self.active.pop(event.id, None)
         self.outbox.put(UnitEvent(self.spec.key, event.to_dict(), jpeg))
 
+    def inform(self, event: InfoEvent) -> None:
+        self.outbox.put(UnitInfo(self.spec.key, event.to_dict()))
+
     def run(self) -> None:
         spec = self.spec
         source = spec.channel.inputs[spec.input]
@@ -159,6 +163,7 @@ class UnitThread(threading.Thread):
                     observer=self,
                     thumbnails=spec.thumbnails,
                     persistent=True,
+                    inform=self.inform,
                 )
                 session.notice = lambda message: self.outbox.log("warning", message)
                 self.session = session

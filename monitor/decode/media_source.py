@@ -13,6 +13,7 @@ container's start time), so video and audio times are directly comparable.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -25,6 +26,9 @@ import numpy as np
 
 from monitor.errors import InputError
 
+A53_CC: Any = importlib.import_module("av.sidedata.sidedata").Type.A53_CC
+"""The key of caption side data: the enum (a name is looked up at every call); imported by
+name because PyAV's type stubs do not declare the submodule."""
 MPEG_WRAP_TICKS = 1 << 33
 """PTS/DTS of MPEG-TS/PS are 33-bit counters at 90 kHz: they wrap every 26.5 hours."""
 
@@ -66,6 +70,10 @@ class Picture:
     """How long this decoder shows the picture for: ``duration_s``, or, when it decodes only
     some pictures (a ladder's lower rungs), until the next one it decodes is expected. Media
     presence and drop counting go by this; 0 means ``duration_s``."""
+    cc_data: bytes = b""
+    """The picture's ATSC A/53 Part 4 ``cc_data`` triplets (FFmpeg's ``A53_CC`` side data,
+    from H.264/HEVC SEI or MPEG-2 user data): taken before any format conversion, which would
+    drop the side data."""
 
     @property
     def end_s(self) -> float:
@@ -89,6 +97,33 @@ class AudioChunk:
     def duration_s(self) -> float:
         samples: int = self.samples.shape[1]
         return samples / self.sample_rate
+
+
+@dataclass(frozen=True, slots=True)
+class SpliceSection:
+    """One section of an SCTE-35 stream (ANSI/SCTE 35: the PMT's stream_type 0x86 PID), as
+    FFmpeg's MPEG-TS demuxer hands it over: one packet per section, undecoded."""
+
+    section: bytes
+    pts_s: float
+    """When it arrived: the media time of the newest picture decoded before it."""
+    clock: tuple[int, float] | None
+    """(PTS in 90 kHz ticks, media seconds) of that picture, for placing a splice time
+    (a PTS on the same program clock) on the media timeline; None before any picture."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubtitlePacket:
+    """A packet of a DVB subtitle or teletext stream (EN 300 743, EN 300 472), not decoded:
+    that the PID keeps carrying packets is what is watched."""
+
+    stream: int
+    """Index among the source's subtitle streams."""
+    language: str | None
+    """ISO 639 language of the PMT's descriptor, as FFmpeg reads it."""
+    codec: str
+    pts_s: float
+    """When it arrived: the media time of the newest picture decoded before it."""
 
 
 @dataclass(frozen=True)
@@ -248,6 +283,9 @@ class MediaSource:
         format: str | None = None,
         timeline_start_s: float | None = None,
         pictures: PictureSelection = "all",
+        splice_sections: bool = False,
+        captions: bool = False,
+        subtitles: bool = False,
     ) -> None:
         """``fileobj``: read the media from this object (a BytePipe) instead of opening ``url``,
         which then only names the source. ``timeline_start_s``: the media time the first
@@ -255,8 +293,16 @@ class MediaSource:
         default times count from the container's start. ``pictures``: decode all pictures or
         only some (the lower rungs of a ladder); a picture is then shown (``Picture.shown_s``)
         until the next one is expected, so presence and drop counting see a continuous
-        picture stream."""
+        picture stream. ``splice_sections``: also hand out the sections of an SCTE-35 stream
+        (``SpliceSection``), when the source has one. ``captions``: take each picture's
+        caption side data (``Picture.cc_data``): a few µs per picture that a channel without
+        captions does not pay. ``subtitles``: hand out the packets of DVB subtitle and
+        teletext streams (``SubtitlePacket``), undecoded."""
         self.url = url
+        self._want_splices = splice_sections
+        self._want_captions = captions
+        self._want_subtitles = subtitles
+        self._clock: tuple[int, float] | None = None
         self.audio_block_s = audio_block_s
         self.name = describe_source(url)
         self.report = DecodeReport()
@@ -334,6 +380,23 @@ class MediaSource:
             cc.thread_count = self._threads if self._threads > 0 else 0
             cc.skip_frame = _SKIP_FRAME[self.pictures]
         self._audio_index = {s.index: i for i, s in enumerate(self.audio_streams)}
+        self.splice_streams: list[av.stream.Stream] = []
+        if self._want_splices:
+            # FFmpeg names the data stream of a 0x86 PID with a 'CUEI' registration scte_35.
+            self.splice_streams = [s for s in c.streams.data if s.name == "scte_35"]
+        self._splice_index = {s.index for s in self.splice_streams}
+        self.subtitle_streams: list[av.stream.Stream] = (
+            list(c.streams.subtitles) if self._want_subtitles else []
+        )
+        self._subtitle_info = {
+            s.index: (
+                i,
+                s.metadata.get("language"),
+                # No decoder here for teletext (FFmpeg without libzvbi): named "undecoded".
+                s.codec_context.name if s.codec_context is not None else "undecoded",
+            )
+            for i, s in enumerate(self.subtitle_streams)
+        }
         start = c.start_time
         self.origin_s: float | None = start / av.time_base if start is not None else None
         if self._timeline_start_s is not None:
@@ -386,8 +449,9 @@ class MediaSource:
     def close(self) -> None:
         self._container.close()
 
-    def __iter__(self) -> Iterator[Picture | AudioChunk]:
-        packets = self._container.demux(self.streams)
+    def __iter__(self) -> Iterator[Picture | AudioChunk | SpliceSection | SubtitlePacket]:
+        demuxed = self.streams + self.splice_streams + self.subtitle_streams
+        packets = self._container.demux(demuxed)
         failures = 0  # demuxer errors since the last packet read
         while True:
             try:
@@ -409,10 +473,21 @@ class MediaSource:
                 if failures > DEMUX_RETRIES_MAX:
                     self.report.read_error = _reason(exc)
                     break
-                packets = self._container.demux(self.streams)
+                packets = self._container.demux(demuxed)
                 continue
             if packet.is_corrupt:
                 self.report.corrupt_packets += 1
+            if self._splice_index and packet.stream.index in self._splice_index:
+                if packet.size:
+                    arrival_s = self._clock[1] if self._clock is not None else 0.0
+                    yield SpliceSection(bytes(packet), arrival_s, self._clock)
+                continue
+            if self._subtitle_info and packet.stream.index in self._subtitle_info:
+                if packet.size:
+                    index, language, codec = self._subtitle_info[packet.stream.index]
+                    arrival_s = self._clock[1] if self._clock is not None else 0.0
+                    yield SubtitlePacket(index, language, codec, arrival_s)
+                continue
             try:
                 frames = packet.decode()
             except Exception:  # whatever the decoder makes of damaged data: count, skip
@@ -461,6 +536,14 @@ class MediaSource:
             duration_s = self._frame_interval_s(stream)
         pts_s = timeline.seconds(frame.pts, duration_s, self._origin(frame))
         shown_s = duration_s if self.pictures == "all" else self._sparse_span(pts_s, duration_s)
+        if frame.pts is not None and timeline.wrap_ticks:
+            self._clock = (frame.pts, pts_s)  # the program clock, for SCTE-35 splice times
+        # Side data supports the buffer protocol; PyAV's type stubs do not say so.
+        cc_data = b""
+        if self._want_captions:
+            side_data: Any = frame.side_data.get(A53_CC)
+            if side_data is not None:
+                cc_data = bytes(side_data)
         name = frame.format.name
         layout = self._formats.get(name)
         if layout is None:
@@ -484,6 +567,7 @@ class MediaSource:
             frame.key_frame,
             frame,
             shown_s,
+            cc_data,
         )
 
     def _sparse_span(self, pts_s: float, interval_s: float) -> float:

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from monitor.alarms.engine import AlarmEvent, Emit
+from monitor.checks.base import InfoEvent, Inform, ignore_info
 from monitor.config import ChannelConfig, InputConfig
 from monitor.decode.media_source import AudioChunk, DecodeReport, MediaSource, StreamInfo
 from monitor.errors import InputError
@@ -21,6 +22,8 @@ class AnalysisSummary:
     cpu_s: float = 0.0
     pictures: int = 0
     events: list[AlarmEvent] = field(default_factory=list)
+    info: list[InfoEvent] = field(default_factory=list)
+    """Informational events (SCTE-35 cues)."""
     report: DecodeReport = field(default_factory=DecodeReport)
     stopped_at_duration: bool = False
 
@@ -34,10 +37,12 @@ def analyze(
     duration_s: float | None = None,
     threads: int = 1,
     source: InputConfig | None = None,
+    inform: Inform = ignore_info,
 ) -> AnalysisSummary:
     """Run the channel's detectors over ``url`` until it ends (or ``duration_s`` of media).
 
-    Every alarm event goes to ``emit`` as it happens; the summary collects them too.
+    Every alarm event goes to ``emit`` as it happens, every informational event (an SCTE-35
+    cue) to ``inform``; the summary collects them too.
     Raises InputError when the source cannot be used at all.
     """
     opts = source or InputConfig(url=url)
@@ -47,6 +52,9 @@ def analyze(
         open_timeout_s=opts.open_timeout_s,
         read_timeout_s=opts.read_timeout_s,
         threads=threads,
+        splice_sections=channel.scte35.rule.enabled,
+        captions=channel.captions.rule.enabled,
+        subtitles=channel.subtitles.rule.enabled,
     ) as media:
         summary = AnalysisSummary(media.name, media.stream_infos(), report=media.report)
 
@@ -54,11 +62,16 @@ def analyze(
             summary.events.append(event)
             emit(event)
 
+        def inform_and_keep(event: InfoEvent) -> None:
+            summary.info.append(event)
+            inform(event)
+
         pipeline = ChannelPipeline(
             channel,
             input_name,
             emit_and_keep,
             audio_streams=[s for s in summary.streams if s.kind == "audio"],
+            inform=inform_and_keep,
         )
         if media.video_stream is None:
             media.report.warnings.append("no video stream: picture checks are off")

@@ -7,15 +7,23 @@ callback receives AlarmEvents, so the same pipeline serves ``analyze`` and the d
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
+from detectors.ad_breaks import BreakState
 from monitor.alarms.engine import Emit, Inheritance, Subject, Trackers
-from monitor.checks.base import CheckContext, Gauge, MediaCheck
+from monitor.checks.base import CheckContext, Gauge, Inform, MediaCheck, ignore_info
 from monitor.checks.black_freeze import BlackFreezeCheck
 from monitor.checks.registry import build_checks
 from monitor.config import ChannelConfig
-from monitor.decode.media_source import AudioChunk, Picture, StreamInfo
+from monitor.decode.media_source import (
+    AudioChunk,
+    Picture,
+    SpliceSection,
+    StreamInfo,
+    SubtitlePacket,
+)
 
 
 class ChannelPipeline:
@@ -31,9 +39,11 @@ class ChannelPipeline:
         rendition: str | None = None,
         inherited: Inheritance | None = None,
         join_grace_s: float = 0.0,
+        inform: Inform = ignore_info,
     ) -> None:
         """``join_grace_s``: after a decoder joins a live stream, pictures begin only at the
-        next keyframe (a GOP away, often 2-5 s): a kind missing that long is not missing yet."""
+        next keyframe (a GOP away, often 2-5 s): a kind missing that long is not missing yet.
+        ``inform`` receives the checks' informational events (SCTE-35 cues)."""
         self.channel = channel
         self._inherited = inherited
         self.subject = Subject(channel.name, input_name, rendition)
@@ -44,29 +54,41 @@ class ChannelPipeline:
         self.picture_count = 0
         # Sample peak per (stream, channel) since the last take_audio_peaks(): for the metrics.
         self._peaks: dict[int, np.ndarray] = {}
+        # One break state per rendition, shared by its checks through the context.
+        self.breaks = BreakState() if channel.scte35.rule.enabled else None
         context = CheckContext(
             channel,
             self.subject,
             self.trackers,
             audio_streams=audio_streams,
             join_grace_s=join_grace_s,
+            breaks=self.breaks,
+            inform=inform,
         )
         self.checks = [c for c in build_checks("rendition", context) if isinstance(c, MediaCheck)]
         self._picture_checks = [c for c in self.checks if c.wants_pictures]
         self._audio_checks = [c for c in self.checks if c.wants_audio]
+        self._splice_checks = [c for c in self.checks if c.wants_splices]
+        self._subtitle_checks = [c for c in self.checks if c.wants_subtitles]
         self._pictures = next((c for c in self.checks if isinstance(c, BlackFreezeCheck)), None)
 
-    def process(self, item: Picture | AudioChunk) -> None:
+    def process(self, item: Picture | AudioChunk | SpliceSection | SubtitlePacket) -> None:
         if isinstance(item, Picture):
             self.picture_count += 1
             self.media_end_s = max(self.media_end_s, item.end_s)
             for check in self._picture_checks:
                 check.picture(item)
-        else:
+        elif isinstance(item, AudioChunk):
             self.media_end_s = max(self.media_end_s, item.pts_s + item.duration_s)
             self._keep_peaks(item)
             for check in self._audio_checks:
                 check.audio(item)
+        elif isinstance(item, SpliceSection):
+            for splice_check in self._splice_checks:
+                splice_check.splice(item)
+        else:
+            for subtitle_check in self._subtitle_checks:
+                subtitle_check.subtitle(item)
 
     def rejoin(self) -> None:
         """A new decoder feeds this pipeline from its next item on (a live input reconnected)."""
@@ -76,6 +98,13 @@ class ChannelPipeline:
     def gauges(self) -> list[Gauge]:
         """The checks' latest measurements, for the metrics."""
         return [gauge for check in self.checks for gauge in check.gauges()]
+
+    def status(self) -> dict[str, Any]:
+        """The checks' facts for the channel status (``MediaCheck.status``)."""
+        facts: dict[str, Any] = {}
+        for check in self.checks:
+            facts.update(check.status())
+        return facts
 
     def explains_picture(self) -> bool:
         """This rendition's picture has a fault of its own right now (black, freeze)."""

@@ -44,7 +44,7 @@ from detectors.picture import PictureAnalyzer
 from detectors.silence import SilenceDetector, SilenceSettings
 from monitor.alarms.engine import Emit, Inheritance, Subject, Trackers
 from monitor.alarms.input_stats import InputStats
-from monitor.checks.base import Arrival, CheckContext, InputCheck
+from monitor.checks.base import Arrival, CheckContext, Inform, InputCheck, ignore_info
 from monitor.checks.registry import build_checks
 from monitor.config import ChannelConfig, InputConfig, ThumbnailConfig
 from monitor.decode.media_source import (
@@ -53,7 +53,9 @@ from monitor.decode.media_source import (
     MediaSource,
     Picture,
     PictureSelection,
+    SpliceSection,
     StreamInfo,
+    SubtitlePacket,
 )
 from monitor.decode.thumbnails import Thumbnailer
 from monitor.errors import InputError
@@ -480,6 +482,7 @@ class LiveSession:
         observer: SessionObserver | None = None,
         thumbnails: ThumbnailConfig | None = None,
         persistent: bool = False,
+        inform: Inform = ignore_info,
     ) -> None:
         """``origin_wall_s`` (a time.time()) is session time 0, so a restarted session goes on
         with the same timeline; ``inherited`` alarms resume instead of raising again; when
@@ -488,6 +491,7 @@ class LiveSession:
         self.url = url
         self.channel = channel
         self.emit = emit
+        self.inform = inform  # informational events of the checks (SCTE-35 cues)
         self.input_name = input_name
         self.source = source or InputConfig(url=url)
         self.duration_s = duration_s
@@ -573,6 +577,7 @@ class LiveSession:
                 rendition=rendition,
                 inherited=self.inherited,
                 join_grace_s=JOIN_GRACE_S,
+                inform=self.inform,
             )
 
         return make
@@ -620,6 +625,9 @@ class LiveSession:
                 open_timeout_s=self.source.open_timeout_s,
                 read_timeout_s=self.source.read_timeout_s,
                 pictures=self._pictures(r.name),
+                splice_sections=self.channel.scte35.rule.enabled,
+                captions=self.channel.captions.rule.enabled,
+                subtitles=self.channel.subtitles.rule.enabled,
             ) as media:
                 self._put(("open", r, media.stream_infos()))
                 for item in media:
@@ -747,7 +755,7 @@ class LiveSession:
     def _handle(self, kind: str, r: Rendition | None, payload: Any) -> None:
         if kind == "item":
             assert r is not None
-            item: Picture | AudioChunk
+            item: Picture | AudioChunk | SpliceSection | SubtitlePacket
             item, decoded_s = payload
             pipeline = r.pipeline_for(r.streams)
             pipeline.process(item)
@@ -853,6 +861,7 @@ class LiveSession:
                         for name, labels, value in (pipeline.gauges() if pipeline else ())
                     )
                     + ingest_gauges,
+                    status=tuple(sorted(pipeline.status().items())) if pipeline else (),
                 )
             )
         return out

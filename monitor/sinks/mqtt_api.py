@@ -30,6 +30,10 @@ class Topics:
     def alarm_thumbnail(self, channel: str, alarm_id: str) -> str:
         return f"{self.prefix}/{channel}/alarms/{alarm_id}/thumbnail"
 
+    def events(self, channel: str) -> str:
+        """Informational events (SCTE-35 cues), QoS 1, not retained."""
+        return f"{self.prefix}/{channel}/events"
+
     def status(self, channel: str) -> str:
         return f"{self.prefix}/{channel}/status"
 
@@ -81,8 +85,11 @@ def channel_status(
     inputs: Mapping[str, Iterable[AlarmEvent]],
     *,
     offline: bool = False,
+    facts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The retained ``<prefix>/<channel>/status`` payload."""
+    """The retained ``<prefix>/<channel>/status`` payload. ``facts``: per input, what its
+    checks say about it beyond alarms (``captions``, ``in_break``, ``break_ends_at``)."""
+    facts = facts or {}
     alarms = {name: sorted(events, key=_raised_order) for name, events in inputs.items()}
     state: ChannelState = "offline" if offline else channel_state(active_input, alarms)
     return {
@@ -94,6 +101,7 @@ def channel_status(
             name: {
                 "state": "offline" if offline else input_state(events),
                 "alarms": [_alarm(e) for e in events],
+                **facts.get(name, {}),
             }
             for name, events in alarms.items()
         },

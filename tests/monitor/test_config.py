@@ -123,7 +123,8 @@ ERRORS = {
         doc(*ONE_CHANNEL, "    detectors:", "      blak: {enabled: false}"),
         "x.yaml:8: channels[0].detectors: unknown detector 'blak', did you mean 'black'? "
         "(known: black, freeze, silence, audio_missing, video_missing, input_loss, transport, "
-        "loudness, av_sync, rendition_mismatch, picture_corrupt, graphics)",
+        "loudness, av_sync, rendition_mismatch, picture_corrupt, captions, subtitles, "
+        "scte35, graphics)",
     ),
     "the field name of a duration is not a YAML key": (
         doc(*ONE_CHANNEL, "    detectors:", "      black: {raise_after_s: 3}"),

@@ -384,7 +384,7 @@ def config_error(tmp_path: Path, graphics: str) -> str:
             "- {name: logo, roi: [0.8, 0.0, 0.19, 0.1], lern: 10s}",
             "x.yaml:9: channels[0].detectors.graphics[0]: unknown key 'lern', did you mean "
             "'learn'? (known: enabled, raise_after, clear_after, severity, name, roi, learn, "
-            "reference, expect, schedule, changing, match_threshold)",
+            "reference, expect, schedule, during_breaks, changing, match_threshold)",
             id="a misspelt key",
         ),
         pytest.param(

@@ -83,8 +83,17 @@ class FailoverChannel:
 
 
 def start_loop(
-    tmp_path: Path, clips: Clips, broker: Mosquitto, backup_clip: Path, failover: str
+    tmp_path: Path,
+    clips: Clips,
+    broker: Mosquitto,
+    backup_clip: Path,
+    failover: str,
+    *,
+    daemon_mqtt: str | None = None,
+    agent_mqtt: str | None = None,
 ) -> tuple[Daemon, AgentProcess, FailoverChannel, int]:
+    """Feeds, the agent (started) and the daemon (not yet started) of the loop; the ``mqtt``
+    sections, in YAML flow style, when the broker wants more than its URL."""
     news = FailoverChannel("news", Feed(clips.black), Feed(backup_clip), failover)
     output = free_udp_port()
     command = [sys.executable, "-m", "tests.encoder", "--input", "{input}",
@@ -98,10 +107,16 @@ def start_loop(
               backup: "udp://127.0.0.1:{news.backup.encoder_port}"}}
     action: {{process: {{command: {flow(command)}, stop_timeout: 3s, start_check: 1s}}}}
 """,
+        mqtt=agent_mqtt,
     )
     out = Channel("news-out", clips.clean, port=output)
     out.start = lambda: None  # type: ignore[method-assign]  (the encoder feeds it)
-    daemon = Daemon(tmp_path / "daemon", [news, out], broker_url=broker.url)  # type: ignore[list-item]
+    daemon = Daemon(
+        tmp_path / "daemon",
+        [news, out],  # type: ignore[list-item]
+        broker_url=None if daemon_mqtt else broker.url,
+        mqtt=daemon_mqtt,
+    )
     news.start()
     agent.start()
     return daemon, agent, news, output

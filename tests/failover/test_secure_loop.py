@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import sys
 import time
 from pathlib import Path
 
@@ -14,10 +13,9 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from failover.protocol import Command, ack_topic, command_topic
-from monitor.demo.udp_sender import free_udp_port
 from tests.daemon import Clips, Daemon, events
-from tests.failover.test_agent import AgentProcess, flow
-from tests.failover.test_closed_loop import FailoverChannel, Feed
+from tests.failover.test_agent import flow
+from tests.failover.test_closed_loop import start_loop
 from tests.mqttbroker import Mosquitto, Subscriber, TlsFiles, make_client_cert, make_tls_files
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,29 +57,16 @@ def test_the_loop_closes_over_tls_with_each_client_held_to_its_own_topics(
     console_cert = make_client_cert(tls, "streamqc-console")
     broker = Mosquitto(tmp_path / "broker", tls=tls, acl=acl_for_the_test_site()).start()
     console = Subscriber(broker.port, "streamqc/#", tls=tls, client_cert=console_cert)
-    news = FailoverChannel(
-        "news", Feed(clips.black), Feed(clips.clean), "{mode: auto, triggers: [black]}"
+    daemon, agent, news, _ = start_loop(
+        tmp_path,
+        clips,
+        broker,
+        clips.clean,
+        "{mode: auto, triggers: [black]}",
+        daemon_mqtt=mqtt_section(broker, daemon_cert),
+        agent_mqtt=mqtt_section(broker, agent_cert),
     )
-    output = free_udp_port()
-    command = [sys.executable, "-m", "tests.encoder", "--input", "{input}",
-               "--output", f"udp://127.0.0.1:{output}"]  # fmt: skip
-    agent = AgentProcess(
-        tmp_path / "agent",
-        broker.port,
-        f"""\
-  - name: news
-    inputs: {{primary: "udp://127.0.0.1:{news.primary.encoder_port}",
-              backup: "udp://127.0.0.1:{news.backup.encoder_port}"}}
-    action: {{process: {{command: {flow(command)}, stop_timeout: 3s, start_check: 1s}}}}
-""",
-        mqtt=mqtt_section(broker, agent_cert),
-    )
-    daemon = Daemon(
-        tmp_path / "daemon", [news], broker_url=None, mqtt=mqtt_section(broker, daemon_cert)
-    )  # type: ignore[list-item]
     try:
-        news.start()
-        agent.start()
         daemons.append(daemon.start())
         # black on primary → the daemon commands the switch → the agent does it → done
         console.wait_until(

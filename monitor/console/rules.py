@@ -117,6 +117,9 @@ class ChannelStatus:
     """input → its state."""
     alarms: tuple[ActiveAlarm, ...]
     updated: str
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """input → what its checks say beyond alarms: ``captions`` ({on_air, last_line}),
+    ``in_break``, ``break_ends_at`` (the daemon's status, when those checks are on)."""
 
 
 def _text(data: dict[str, Any], key: str, what: str) -> str:
@@ -135,11 +138,13 @@ def parse_status(payload: bytes) -> ChannelStatus:
     if not isinstance(inputs_data, dict):
         raise PayloadError("status: inputs: must be an object")
     inputs: dict[str, str] = {}
+    facts: dict[str, dict[str, Any]] = {}
     alarms: list[ActiveAlarm] = []
     for name, body in inputs_data.items():
         if not isinstance(body, dict) or not isinstance(body.get("alarms", []), list):
             raise PayloadError(f"status: inputs.{name}: must be an object with an alarms list")
         inputs[str(name)] = str(body.get("state", "unknown"))
+        facts[str(name)] = _facts(body)
         for item in body.get("alarms", []):
             if not isinstance(item, dict):
                 raise PayloadError(f"status: inputs.{name}.alarms: must hold objects")
@@ -169,7 +174,26 @@ def parse_status(payload: bytes) -> ChannelStatus:
         inputs=inputs,
         alarms=tuple(sorted(alarms, key=lambda a: (a.since_s, a.id))),
         updated=str(data.get("updated") or ""),
+        facts=facts,
     )
+
+
+def _facts(body: dict[str, Any]) -> dict[str, Any]:
+    """The captions and ad-break facts of one input's status, when well formed (a status
+    without them, or from an older daemon, has none)."""
+    out: dict[str, Any] = {}
+    captions = body.get("captions")
+    if isinstance(captions, dict) and isinstance(captions.get("on_air"), bool):
+        line = captions.get("last_line")
+        out["captions"] = {
+            "on_air": captions["on_air"],
+            "last_line": line if isinstance(line, str) else None,
+        }
+    if isinstance(body.get("in_break"), bool):
+        ends = body.get("break_ends_at")
+        out["in_break"] = body["in_break"]
+        out["break_ends_at"] = ends if isinstance(ends, str) else None
+    return out
 
 
 @dataclass(frozen=True)
@@ -383,7 +407,8 @@ class ConsoleState:
 
 def _shown(status: ChannelStatus) -> tuple[Any, ...]:
     """What a tile shows of a status (``updated`` alone changing is no news)."""
-    return (status.state, status.active_input, status.inputs, tuple(a.id for a in status.alarms))
+    alarms = tuple(a.id for a in status.alarms)
+    return (status.state, status.active_input, status.inputs, alarms, status.facts)
 
 
 def alarm_json(
@@ -437,6 +462,7 @@ def tile(
     )
     encoder = record.encoder or {}
     on_air = encoder.get("active_input") or (status.active_input if status else None)
+    facts = status.facts.get(on_air or "", {}) if status else {}
     interval_s = record.thumbnail_interval_s or DEFAULT_THUMBNAIL_INTERVAL_S
     return {
         "site": record.site,
@@ -446,6 +472,9 @@ def tile(
         "active_input": on_air,
         "inputs": dict(status.inputs) if status else {},
         "alarms": alarms,
+        "captions": facts.get("captions"),
+        "in_break": facts.get("in_break"),
+        "break_ends_at": facts.get("break_ends_at"),
         "shelved": shelf.to_json() if shelf else None,
         "thumbnail_seq": record.thumbnail_seq,
         "thumbnail_age_s": None

@@ -85,6 +85,33 @@ def test_a_tile_says_state_input_on_air_and_how_long_each_alarm_lasted() -> None
     assert alarm["acked_by"] is None and tile["shelved"] is None
 
 
+def test_a_tile_says_whether_captions_are_on_air_and_the_channel_is_in_a_break() -> None:
+    """From the daemon's own status payload, with the facts its captions and SCTE-35 checks
+    give each input; the tile shows those of the input on air."""
+    facts = {
+        "primary": {
+            "captions": {"on_air": True, "last_line": "GOOD EVENING"},
+            "in_break": True,
+            "break_ends_at": "2026-11-25T03:01:00Z",
+        },
+        "backup": {"captions": {"on_air": False, "last_line": None}, "in_break": False},
+    }
+    payload = channel_status("news", "primary", {"primary": [], "backup": []}, facts=facts)
+    state = ConsoleState()
+    state.set_status("paris", "news", parse_status(to_json(payload)))
+    tile = state.tile("paris", "news", NOW_S)
+    assert tile is not None
+    assert tile["captions"] == {"on_air": True, "last_line": "GOOD EVENING"}
+    assert (tile["in_break"], tile["break_ends_at"]) == (True, "2026-11-25T03:01:00Z")
+    # The break ending is news for the tile; a channel without these checks shows none.
+    facts["primary"] = {**facts["primary"], "in_break": False, "break_ends_at": None}
+    payload = channel_status("news", "primary", {"primary": [], "backup": []}, facts=facts)
+    assert state.set_status("paris", "news", parse_status(to_json(payload)))
+    assert state.tile("paris", "news", NOW_S)["in_break"] is False  # type: ignore[index]
+    plain = state_with().tile("paris", "news", NOW_S)
+    assert plain is not None and plain["captions"] is None and plain["in_break"] is None
+
+
 def test_the_agents_state_decides_the_input_on_air() -> None:
     state = state_with()
     assert state.set_encoder("paris", "news", {"active_input": "backup", "online": True})

@@ -109,7 +109,12 @@ function patch(tile, data) {
         new Date(data.shelved.until).toLocaleTimeString(undefined, { hour12: false });
     }
   }
-  const onAir = data.active_input ? `on air: ${data.active_input}` : "on air: ?";
+  let onAir = data.active_input ? `on air: ${data.active_input}` : "on air: ?";
+  // Compliance at a glance: an ad break in progress, captions carried or not (when checked).
+  if (data.in_break) onAir += " \u00B7 AD BREAK";
+  if (data.captions) onAir += data.captions.on_air ? " \u00B7 CC" : " \u00B7 NO CC";
+  const caption = data.captions && data.captions.last_line ? `captions: ${data.captions.last_line}` : "";
+  if (p.onair.title !== caption) p.onair.title = caption;
   if (p.onair.textContent !== onAir) {
     p.onair.textContent = onAir;
     // Running on anything but primary is worth a glance: the channel has lost its redundancy.

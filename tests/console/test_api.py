@@ -19,7 +19,8 @@ import pytest
 from failover.protocol import ConfirmRequest, EncoderState, OperatorRequest
 from monitor.alarms.engine import AlarmEvent, utc_now
 from monitor.sinks.mqtt_api import Topics, channel_status, daemon_status, to_json
-from tests.console.consoleproc import ConsoleProcess
+from tests.console.browser import log_in
+from tests.console.consoleproc import PASSWORDS, ConsoleProcess
 from tests.mqttbroker import Mosquitto, Subscriber
 
 PREFIX = "streamqc/paris"
@@ -397,3 +398,33 @@ def test_logging_out_ends_the_live_updates_of_that_session(
 
     assert asyncio.run(watch_then_log_out()) == "closed"
     assert jane.get("/api/channels").status_code == 401
+
+
+def test_the_mosaic_shows_an_ad_break_and_whether_captions_are_on_air(
+    console: ConsoleProcess, mosquitto: Mosquitto, browser: Any, tmp_path: Path
+) -> None:
+    """The daemon's status carries its captions and SCTE-35 checks' facts per input; the
+    tile of the input on air says AD BREAK, CC or NO CC, the last caption line on hover."""
+    site = Site(mosquitto)
+    site.online()
+    facts = {
+        "news": {"captions": {"on_air": True, "last_line": "GOOD EVENING"}, "in_break": True,
+                 "break_ends_at": "2026-11-25T03:01:00Z"},
+        "sport": {"captions": {"on_air": False, "last_line": None}, "in_break": False},
+    }  # fmt: skip
+    for name, on_air in facts.items():
+        status = channel_status(name, "primary", {"primary": [], "backup": []},
+                                facts={"primary": on_air})  # fmt: skip
+        publish(mosquitto, TOPICS.status(name), to_json(status), retain=True)
+    page = browser.new_page(viewport={"width": 900, "height": 500})
+    try:
+        log_in(page, console.url, "jane", PASSWORDS["jane"])
+        news = page.locator('.tile[data-channel="news"] .onair')
+        news.filter(has_text="AD BREAK").wait_for(timeout=10_000)
+        assert news.inner_text() == "on air: primary \u00b7 AD BREAK \u00b7 CC"
+        assert news.get_attribute("title") == "captions: GOOD EVENING"
+        sport = page.locator('.tile[data-channel="sport"] .onair')
+        assert sport.inner_text() == "on air: primary \u00b7 NO CC"
+        page.screenshot(path=str(tmp_path / "mosaic-compliance.png"))
+    finally:
+        page.close()

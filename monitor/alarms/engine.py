@@ -106,6 +106,12 @@ class Phase(Enum):
 Emit = Callable[[AlarmEvent], None]
 Merge = Callable[[Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]]
 
+
+def keep_first(kept: Mapping[str, Any], new: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A ``Merge`` that keeps the detail of the first observation (the cause, not the latest)."""
+    return kept
+
+
 InheritKey = tuple[str, Subject, Any, Any, Any, Any]
 
 

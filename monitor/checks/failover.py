@@ -11,13 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-from monitor.alarms.engine import AlarmTracker
+from monitor.alarms.engine import AlarmTracker, keep_first
 from monitor.checks.base import ChannelCheck, Check, CheckContext
 from monitor.config import AlarmRule, Severity
-
-
-def _first(kept: Mapping[str, Any], new: Mapping[str, Any]) -> Mapping[str, Any]:
-    return kept
 
 
 class FailoverAlarmsCheck(ChannelCheck):
@@ -39,7 +35,7 @@ class FailoverAlarmsCheck(ChannelCheck):
             return
         rule = AlarmRule(raise_after_s=0.0, clear_after_s=0.0, severity=cast(Severity, severity))
         if tracker is None:
-            tracker = self._trackers[name] = self._context.tracker(name, rule, merge=_first)
+            tracker = self._trackers[name] = self._context.tracker(name, rule, merge=keep_first)
         elif active and not tracker.active:
             tracker.rule = rule  # raised again, maybe at another severity
         tracker.observe(t_s, active, detail=dict(detail) if active else None)

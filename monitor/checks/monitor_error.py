@@ -7,9 +7,7 @@ session has run ``RECOVERED_AFTER_S``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
+from monitor.alarms.engine import keep_first
 from monitor.checks.base import Check, CheckContext, UnitCheck
 from monitor.config import AlarmRule
 
@@ -17,10 +15,6 @@ MONITOR_ERROR = "monitor_error"
 RECOVERED_AFTER_S = 10.0
 """A session that has run this long clears ``monitor_error``."""
 AT_ONCE = AlarmRule(raise_after_s=0.0, clear_after_s=0.0, severity="critical")
-
-
-def _first(kept: Mapping[str, Any], new: Mapping[str, Any]) -> Mapping[str, Any]:
-    return kept
 
 
 class MonitorErrorCheck(UnitCheck):
@@ -33,7 +27,7 @@ class MonitorErrorCheck(UnitCheck):
         return cls(context)
 
     def __init__(self, context: CheckContext) -> None:
-        self._tracker = context.tracker(MONITOR_ERROR, AT_ONCE, merge=_first)
+        self._tracker = context.tracker(MONITOR_ERROR, AT_ONCE, merge=keep_first)
 
     def session_failed(self, error: str, t_s: float) -> None:
         self._tracker.observe(t_s, True, detail={"error": error})

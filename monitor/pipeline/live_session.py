@@ -444,7 +444,6 @@ class Rendition:
         self.thumbnails: Thumbnailer | None = None
         # Totals for the metrics (they live as long as the session).
         self.pictures = 0
-        self.pictures_reported = 0
         self.dropped = 0
         self.late = 0
         self.wait_max_s = 0.0  # longest decode-to-analysed time since the last stats

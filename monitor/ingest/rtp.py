@@ -44,7 +44,7 @@ class RtpHeader:
     payload_end: int
 
 
-def parse_rtp(datagram: bytes) -> RtpHeader | None:
+def parse_rtp(datagram: bytes | bytearray | memoryview) -> RtpHeader | None:
     """The header of an RTP version 2 packet, or None when it is not one (RFC 3550 §5.1)."""
     if len(datagram) < 12 or datagram[0] >> 6 != 2:
         return None

@@ -17,7 +17,7 @@ A multicast socket is bound to its group address, not to the wildcard, and has
 ``IP_MULTICAST_ALL`` off: on Linux a wildcard-bound socket receives every group joined on the
 host for its port (by any socket, with the default ``IP_MULTICAST_ALL=1``), so two channels on
 ``239.1.1.1:5000`` and ``239.1.1.2:5000`` would feed each other's packets into one decoder.
-Every socket call is bounded by a timeout, so stop() ends the reader within a fraction of a
+Every wait for the socket is bounded by a timeout, so stop() ends the reader within a fraction of a
 second.
 """
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import fcntl
 import ipaddress
+import select
 import socket
 import struct
 import threading
@@ -40,6 +41,14 @@ from monitor.ingest.rtp import RtpCounters, RtpSequence, parse_rtp
 
 POLL_S = 0.2
 MAX_DATAGRAM = 65536
+BATCH_BYTES = 256 << 10
+"""At most this much is taken from the socket per wake-up."""
+COALESCE_S = 0.04
+"""The reader's pause between batches, one frame interval at 25 fps: the most it adds to a
+picture's way to the decoder. Taking a datagram at a time cost a wake-up of the reader, the
+decoder and TR 101 290 per datagram (76 a second at 0.8 Mbit/s, 285 at 3 Mbit/s): measured
+side by side (benchmarks/ab_daemon.py), the reader went from 6.1 to 2.8 ms/s per 360p
+channel and from 8.5 to 2.8 at 720p, the worker in all by 8-15 %."""
 JUDGE_EVERY_S = 1.0
 """RTP loss is judged over intervals this long (as SRT's statistics are)."""
 
@@ -196,7 +205,7 @@ class UdpReader:
                     sock.setsockopt(socket.IPPROTO_IP, IP_BLOCK_SOURCE, mreq)
             else:
                 sock.bind((o.host, o.port))
-            sock.settimeout(POLL_S)
+            sock.setblocking(False)  # _run waits in poll(), bounded by POLL_S
         except OSError as exc:
             sock.close()
             raise InputError(f"{self.name}: cannot listen: {exc.strerror or exc}") from None
@@ -207,38 +216,60 @@ class UdpReader:
         return self
 
     def _run(self) -> None:
+        """Wait for a datagram, then take every one queued in the kernel in one go.
+
+        Each wake-up costs a pipe write, a wake-up of the decoder and a TR 101 290 call, so
+        after a batch the reader sleeps COALESCE_S and lets the socket buffer gather the next
+        (up to BATCH_BYTES): one wake-up per frame interval instead of one per datagram.
+        """
         rtp = self.options.rtp
         screen = bool(self._accept or self._refuse)
         next_judge_s = time.monotonic() + JUDGE_EVERY_S
+        buffer = bytearray(BATCH_BYTES + MAX_DATAGRAM)
+        view = memoryview(buffer)
+        sock = self._sock
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
         try:
             while not self._stop.is_set():
                 if rtp and time.monotonic() >= next_judge_s:
                     next_judge_s = time.monotonic() + JUDGE_EVERY_S
                     self._judge()
-                try:
-                    datagram, (sender, _) = self._sock.recvfrom(MAX_DATAGRAM)
-                except TimeoutError:
+                if not poller.poll(POLL_S * 1000):
                     continue
-                except OSError:
-                    break
-                if screen and (
-                    (self._accept and sender not in self._accept) or sender in self._refuse
-                ):
-                    self.filtered += 1
-                    continue
-                self.datagrams += 1
-                self.last_receive_s = time.monotonic()
-                if rtp:
-                    header = parse_rtp(datagram)
-                    if header is None:
-                        self.not_rtp += 1
+                used = 0
+                while used < BATCH_BYTES:
+                    try:
+                        n, (sender, _) = sock.recvfrom_into(view[used:], MAX_DATAGRAM)
+                    except BlockingIOError:
+                        break
+                    if screen and (
+                        (self._accept and sender not in self._accept) or sender in self._refuse
+                    ):
+                        self.filtered += 1
                         continue
-                    self.sequence.packet(header.sequence, header.ssrc)
-                    datagram = datagram[header.payload_offset : header.payload_end]
-                self.bytes_in += len(datagram)
-                self.pipe.write(datagram)
+                    self.datagrams += 1
+                    if rtp:
+                        header = parse_rtp(view[used : used + n])
+                        if header is None:
+                            self.not_rtp += 1
+                            continue
+                        self.sequence.packet(header.sequence, header.ssrc)
+                        start, end = used + header.payload_offset, used + header.payload_end
+                        view[used : used + end - start] = bytes(view[start:end])
+                        n = end - start
+                    used += n
+                if not used:
+                    continue
+                self.last_receive_s = time.monotonic()
+                self.bytes_in += used
+                batch = bytes(view[:used])
+                self.pipe.write(batch)
                 if self.tap is not None:
-                    self.tap(datagram)
+                    self.tap(batch)
+                self._stop.wait(COALESCE_S)
+        except OSError:
+            pass  # the socket was closed under us: stop() is on its way
         finally:
             self._sock.close()
 

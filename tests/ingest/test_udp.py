@@ -40,10 +40,12 @@ def spans(events: list[dict], alarm: str) -> list[tuple[float, float]]:
     ]
 
 
-@pytest.mark.parametrize("scheme", ["udp", "rtp"])
-def test_live_feed_is_decoded_and_its_faults_found(media, scheme):
+@pytest.mark.parametrize(
+    ("scheme", "query"), [("udp", ""), ("rtp", ""), ("udp", "?batch_ms=300")], ids=str
+)
+def test_live_feed_is_decoded_and_its_faults_found(media, scheme, query):
     port = free_udp_port()
-    proc = analyze_live(f"{scheme}://127.0.0.1:{port}", "--duration", "9s")
+    proc = analyze_live(f"{scheme}://127.0.0.1:{port}{query}", "--duration", "9s")
     time.sleep(1.5)  # the receiver binds its socket at start-up
     sender = UdpSender(media(CLIP), port, CLIP.duration_s, rtp=scheme == "rtp").start()
     try:
@@ -128,6 +130,11 @@ def test_bad_udp_urls_are_one_line_errors():
         UdpOptions.from_url("udp://nowhere:5000")
     assert UdpOptions.from_url("udp://@239.1.1.1:5000").multicast
     assert UdpOptions.from_url("rtp://127.0.0.1:5004").rtp
+    assert UdpOptions.from_url("udp://127.0.0.1:5000?batch_ms=200").batch_s == 0.2
+    assert UdpOptions.from_url("udp://127.0.0.1:5000").batch_s == 0.04
+    for bad in ("-1", "1001", "soon"):
+        with pytest.raises(InputError, match=r"batch_ms must be .* 0 to 1000"):
+            UdpOptions.from_url(f"udp://127.0.0.1:5000?batch_ms={bad}")
 
 
 def test_rtp_header_with_csrc_extension_and_padding_is_stripped():

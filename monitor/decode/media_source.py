@@ -126,6 +126,10 @@ class SubtitlePacket:
     """When it arrived: the media time of the newest picture decoded before it."""
 
 
+DecodedItem = Picture | AudioChunk | SpliceSection | SubtitlePacket
+"""What a MediaSource hands out."""
+
+
 @dataclass(frozen=True)
 class StreamInfo:
     kind: str  # "video" | "audio"
@@ -449,7 +453,7 @@ class MediaSource:
     def close(self) -> None:
         self._container.close()
 
-    def __iter__(self) -> Iterator[Picture | AudioChunk | SpliceSection | SubtitlePacket]:
+    def __iter__(self) -> Iterator[DecodedItem]:
         demuxed = self.streams + self.splice_streams + self.subtitle_streams
         packets = self._container.demux(demuxed)
         failures = 0  # demuxer errors since the last packet read

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 
 
 class BytePipe:
@@ -28,6 +29,9 @@ class BytePipe:
         self.bytes_dropped = 0  # overflow: the decoder fell behind by more than max_bytes
         self.timed_out = False
         self.last_write_s = time.monotonic()
+        self.before_wait: Callable[[], None] | None = None
+        """Called on the reader's thread when a read finds the pipe empty, before it waits:
+        a decoder hands over what it decoded before it sleeps."""
 
     def write(self, data: bytes) -> None:
         """Append bytes; never blocks. On overflow the oldest bytes are dropped and counted."""
@@ -48,6 +52,8 @@ class BytePipe:
 
     def read(self, n: int = -1) -> bytes:
         """Up to n bytes (all buffered bytes when n < 0); b'' at close or after the timeout."""
+        if not self._chunks and self.before_wait is not None:
+            self.before_wait()
         deadline = time.monotonic() + self.read_timeout_s
         with self._cond:
             while not self._chunks:

@@ -39,6 +39,9 @@ from monitor.ingest.reports import Report, TransportCondition
 from monitor.util.backoff import Backoff
 
 LIBSRT = "libsrt.so.1.5"
+HAND_OVER_S = 0.04
+"""Received messages are handed to the decoder and TR 101 290 at most this late (one frame at
+25 fps): a wake-up per batch, not per message (see monitor.ingest.udp.COALESCE_S)."""
 
 # srt.h 1.5.1: SRT_SOCKOPT
 SRTO_RCVSYN = 2
@@ -764,20 +767,26 @@ class SrtReader:
         idle_s = self.options.peeridletimeo_ms / 1000
         last_data_s = self.clock()
         self._set("srt_decrypt", False, {})
+        # Messages go to the pipe and TR 101 290 in batches of HAND_OVER_S, as the UDP
+        # reader's do: one wake-up of the decoder per batch, not one per 1316-byte message.
+        batch = bytearray()
+        hand_over_s = time.monotonic() + HAND_OVER_S
         while not self._stop.is_set():
             n = lib.srt_recvmsg(sock, buffer, LIVE_MAX_PAYLOAD)
             if n > 0:
-                self.pipe.write(buffer.raw[:n])
+                batch += buffer.raw[:n]
                 last_data_s = self.clock()
                 self.bytes_in += n
                 self.last_receive_s = time.monotonic()
-                if self.tap is not None:
-                    self.tap(buffer.raw[:n])
             elif n < 0:
                 code, why = _last_error(lib)
                 if code not in _NO_DATA_YET:
+                    self._hand_over(batch)
                     self._error = f"{self.options.url}: connection lost: {why}"
                     return
+            if batch and (n <= 0 or self.last_receive_s >= hand_over_s):
+                self._hand_over(batch)
+                hand_over_s = time.monotonic() + HAND_OVER_S
             if self.clock() - last_data_s > idle_s:
                 # libsrt 1.5.1 noticed a SIGKILLed peer only after ~5.1 s, whatever
                 # PEERIDLETIMEO said; a live feed without data is lost for us anyway.
@@ -794,6 +803,14 @@ class SrtReader:
                     for alarm, (active, detail) in judge(previous, current).items():
                         self._set(alarm, active, detail)
                     previous = current
+
+    def _hand_over(self, batch: bytearray) -> None:
+        if batch:
+            data = bytes(batch)
+            batch.clear()
+            self.pipe.write(data)
+            if self.tap is not None:
+                self.tap(data)
 
     def _set(self, alarm: str, active: bool, detail: dict[str, Any]) -> None:
         """Report while active (the detail changes) and once when the condition clears."""

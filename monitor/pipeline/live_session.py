@@ -49,13 +49,12 @@ from monitor.checks.registry import build_checks
 from monitor.config import ChannelConfig, InputConfig, ThumbnailConfig
 from monitor.decode.media_source import (
     AudioChunk,
+    DecodedItem,
     DecodeReport,
     MediaSource,
     Picture,
     PictureSelection,
-    SpliceSection,
     StreamInfo,
-    SubtitlePacket,
 )
 from monitor.decode.thumbnails import Thumbnailer
 from monitor.errors import InputError
@@ -73,6 +72,7 @@ BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
 LOSS_GAP_S = 0.25  # less than this between arrivals is ordinary burstiness, not a loss
 STATS_EVERY_S = 1.0
+HAND_OVER_MAX = 16  # decoded items a decoder thread keeps before handing them over anyway
 LATE_AFTER_S = 1.0  # a picture analysed this long after it was decoded counts as late
 JOIN_GRACE_S = 5.0
 """A decoder joining a live stream mid-GOP sees its first picture only at the next keyframe."""
@@ -629,12 +629,26 @@ class LiveSession:
                 subtitles=self.channel.subtitles.rule.enabled,
             ) as media:
                 self._put(("open", r, media.stream_infos()))
+                # Items go to the control loop in batches: whatever one wake-up of the
+                # decoder produced, handed over when it is about to wait for bytes again.
+                pending: list[tuple[DecodedItem, float]] = []
+
+                def hand_over() -> None:
+                    if pending:
+                        self._put(("items", r, pending.copy()))
+                        pending.clear()
+
+                pipe.before_wait = hand_over
                 for item in media:
                     if stop.is_set():
                         break
                     if self.media_timed:
+                        hand_over()  # its progress must show while it waits for the others
                         self._keep_in_step(r, item.pts_s, stop)
-                    self._put(("item", r, (item, time.monotonic())))
+                    pending.append((item, time.monotonic()))
+                    if len(pending) >= HAND_OVER_MAX:
+                        hand_over()
+                hand_over()
                 reason = "stopped" if stop.is_set() else "input ended or went silent"
                 if media.report.read_error:
                     reason = media.report.read_error
@@ -751,28 +765,31 @@ class LiveSession:
                     self._next_stats_s = now + STATS_EVERY_S
                     self.observer.stats(self._stats(now))
 
+    def _item(self, r: Rendition, item: DecodedItem, decoded_s: float) -> None:
+        """One decoded item through the rendition's checks, and its progress accounted."""
+        pipeline = r.pipeline_for(r.streams)
+        pipeline.process(item)
+        now = time.monotonic()
+        r.last_item_s = now
+        if r.first_media_s is None:
+            r.first_media_s = self.session_s(now)
+        if pipeline.media_end_s > r.media_end_s:
+            r.media_end_s = pipeline.media_end_s
+            r.progress_s = now
+            r.backoff.reset()  # flowing again: the next failure starts small
+        if type(item) is Picture:
+            self.summary.pictures += 1
+            self._count_picture(r, item, now - decoded_s)
+            if self._picture_checks:
+                explained = pipeline.explains_picture()
+                for check in self._picture_checks:
+                    check.rendition_picture(r.name, item, explained)
+
     def _handle(self, kind: str, r: Rendition | None, payload: Any) -> None:
-        if kind == "item":
+        if kind == "items":
             assert r is not None
-            item: Picture | AudioChunk | SpliceSection | SubtitlePacket
-            item, decoded_s = payload
-            pipeline = r.pipeline_for(r.streams)
-            pipeline.process(item)
-            now = time.monotonic()
-            r.last_item_s = now
-            if r.first_media_s is None:
-                r.first_media_s = self.session_s(now)
-            if pipeline.media_end_s > r.media_end_s:
-                r.media_end_s = pipeline.media_end_s
-                r.progress_s = now
-                r.backoff.reset()  # flowing again: the next failure starts small
-            if type(item) is Picture:
-                self.summary.pictures += 1
-                self._count_picture(r, item, now - decoded_s)
-                if self._picture_checks:
-                    explained = pipeline.explains_picture()
-                    for check in self._picture_checks:
-                        check.rendition_picture(r.name, item, explained)
+            for item, decoded_s in payload:
+                self._item(r, item, decoded_s)
         elif kind == "open":
             assert r is not None
             r.streams = payload

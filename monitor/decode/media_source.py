@@ -35,6 +35,20 @@ MPEG_WRAP_TICKS = 1 << 33
 PictureSelection = Literal["all", "reference", "keyframes"]
 """Which pictures a decoder decodes: every one, the reference pictures only (I and P: B
 pictures are skipped, about a third of the cost), or keyframes only (a few percent)."""
+PICTURE_TIERS: tuple[PictureSelection, ...] = ("all", "reference", "keyframes")
+"""The selections from the densest to the sparsest."""
+
+
+def sparser(a: PictureSelection, b: PictureSelection) -> PictureSelection:
+    """The selection that decodes fewer pictures."""
+    return max(a, b, key=PICTURE_TIERS.index)
+
+
+def can_run(tier: PictureSelection, needs: PictureSelection) -> bool:
+    """Whether pictures selected as ``tier`` include every picture ``needs`` selects."""
+    return PICTURE_TIERS.index(tier) <= PICTURE_TIERS.index(needs)
+
+
 SkipFrame = Literal["NONE", "DEFAULT", "NONREF", "BIDIR", "NONINTRA", "NONKEY", "ALL"]
 _SKIP_FRAME: dict[str, SkipFrame] = {"all": "DEFAULT", "reference": "BIDIR", "keyframes": "NONKEY"}
 FIRST_SPARSE_GAP_S = {"reference": 0.2, "keyframes": 2.0}

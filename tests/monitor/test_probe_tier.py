@@ -1,0 +1,192 @@
+"""The probe tier: ``pictures: all | reference | keyframes`` on any input.
+
+A keyframe-tier input decodes a picture a GOP; black and freeze are found within a GOP of the
+fault, audio and presence stay exact, and a channel that writes a check its input's tier
+cannot run is refused when the configuration is loaded.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from monitor.checks.registry import at_pictures, picture_needs, unrunnable
+from monitor.config import ChannelConfig, InputConfig, load_config
+from monitor.demo.synth import MediaSpec, Span
+from tests.monitor.test_analyze import AUDIO_EDGE_S, close
+
+GOP_S = 2.0
+# A live encoder's plain 2 s GOP: no keyframe where the freeze begins (its keyframes re-encode
+# the still), at an everyday quality, faults starting and ending mid-GOP.
+PROBE = MediaSpec(
+    duration_s=24.0,
+    black=(Span(2.3, 5.3),),
+    freeze=(Span(7.3, 11.3),),
+    silence=(Span(13.3, 16.3),),
+    gop=50,
+    crf=28,
+    keyframe_at_freeze=False,
+)
+
+
+def config_file(tmp_path: Path, pictures: str, detectors: str = "", defaults: str = "") -> str:
+    path = tmp_path / "probe.yaml"
+    text = textwrap.dedent(
+        f"""\
+        version: 1
+        site: test
+        channels:
+          - name: news
+            inputs:
+              primary: {{url: "udp://127.0.0.1:5000", pictures: {pictures}}}
+        """
+    )
+    if detectors:
+        text += "    detectors:\n" + textwrap.indent(textwrap.dedent(detectors), "      ")
+    if defaults:
+        text += "defaults:\n  detectors:\n" + textwrap.indent(textwrap.dedent(defaults), "    ")
+    path.write_text(text)
+    return str(path)
+
+
+def pictures_decoded(stderr: str) -> int:
+    match = re.search(r"(\d+) pictures", stderr)
+    assert match, stderr
+    return int(match[1])
+
+
+def within_a_gop_after(got: float, injected: float) -> bool:
+    return injected - 0.04 <= got <= injected + GOP_S + 1e-6
+
+
+def test_keyframe_tier_finds_black_and_freeze_within_a_gop_and_silence_exactly(
+    media, streamqc, tmp_path
+):
+    path = media(PROBE)
+    run = streamqc("analyze", str(path), "--config", config_file(tmp_path, "keyframes"))
+    assert run.code == 0, run.stderr
+    # One picture a GOP was decoded (12 of 600), and nothing but the faults was found: sparse
+    # pictures are neither missing video nor a reason for audio to look missing.
+    assert pictures_decoded(run.stderr) == 12
+    found = run.alarms()
+    assert [a for a, _, _ in found] == ["black", "freeze", "silence"], run.events
+    (_, b0, b1), (_, f0, f1), (_, s0, s1) = found
+    assert within_a_gop_after(b0, 2.3) and within_a_gop_after(b1, 5.3), (b0, b1)
+    assert within_a_gop_after(f0, 7.3) and within_a_gop_after(f1, 11.3), (f0, f1)
+    assert close(s0, 13.3, AUDIO_EDGE_S) and close(s1, 16.3, AUDIO_EDGE_S), (s0, s1)
+
+
+def test_reference_tier_keeps_frame_accurate_black_and_freeze(media, streamqc, tmp_path):
+    path = media(PROBE)
+    run = streamqc("analyze", str(path), "--config", config_file(tmp_path, "reference"))
+    assert run.code == 0, run.stderr
+    found = {a: (start, end) for a, start, end in run.alarms()}
+    assert sorted(found) == ["black", "freeze", "silence"], run.events
+    assert close(found["black"][0], 2.3, 0.04) and close(found["black"][1], 5.3, 0.04)
+    assert 7.3 - 0.04 <= found["freeze"][0] <= 7.3 + 0.2 and close(found["freeze"][1], 11.3, 0.04)
+
+
+REFUSED = [
+    ("keyframes", "av_sync: {preset: ebu_r37}\n", "av_sync", "all"),
+    ("reference", "av_sync: {preset: ebu_r37}\n", "av_sync", "all"),
+    ("keyframes", "captions: {services: [cc1]}\n", "captions", "all"),
+    ("reference", "captions: {services: [cc1]}\n", "captions", "all"),
+    ("keyframes", "picture_corrupt: {enabled: true}\n", "picture_corrupt", "all or reference"),
+    (
+        "keyframes",
+        "graphics: [{name: logo, roi: [0.8, 0.05, 0.15, 0.1], learn: 30s}]\n",
+        "graphics",
+        "all or reference",
+    ),
+]
+
+
+@pytest.mark.parametrize(("pictures", "detectors", "key", "needs"), REFUSED)
+def test_a_check_the_tier_cannot_run_is_refused_in_one_line_naming_the_input(
+    streamqc, tmp_path, pictures, detectors, key, needs
+):
+    config = config_file(tmp_path, pictures, detectors)
+    run = streamqc("check-config", config)
+    assert run.code == 2
+    [line] = run.stderr.strip().splitlines()
+    assert line == (
+        f"streamqc: error: {config}:6: channels[0].inputs.primary.pictures: {pictures} cannot "
+        f"run {key} of channel news (it needs pictures: {needs})"
+    )
+    # analyze of a file with that channel's input refuses it the same way.
+    analyze = streamqc("analyze", "nothing.ts", "--config", config)
+    assert analyze.code == 2 and analyze.stderr == run.stderr
+
+
+@pytest.mark.parametrize(
+    ("pictures", "detectors"),
+    [
+        ("reference", "graphics: [{name: logo, roi: [0.8, 0.05, 0.15, 0.1], learn: 30s}]\n"),
+        ("reference", "picture_corrupt: {enabled: true}\n"),
+        ("all", "av_sync: {preset: ebu_r37}\ncaptions: {services: [cc1]}\n"),
+        (
+            "keyframes",
+            "black: {raise_after: 4s}\nfreeze: {raise_after: 4s}\nloudness: {}\n"
+            "rendition_mismatch: {}\nscte35: {}\nsubtitles: {}\n",
+        ),
+        ("keyframes", "av_sync: {enabled: false}\n"),
+    ],
+)
+def test_checks_the_tier_can_run_are_accepted(streamqc, tmp_path, pictures, detectors):
+    run = streamqc("check-config", config_file(tmp_path, pictures, detectors))
+    assert run.code == 0, run.stderr
+
+
+def test_a_check_from_defaults_is_off_where_the_tier_cannot_run_it(tmp_path):
+    # A fleet's defaults turn A/V sync and captions on; the probe channel does not write them.
+    path = config_file(
+        tmp_path, "keyframes", defaults="av_sync: {preset: ebu_r37}\ncaptions: {services: [cc1]}\n"
+    )
+    [channel] = load_config(path).channels
+    assert channel.av_sync.rule.enabled and channel.captions.rule.enabled
+    assert set(unrunnable(channel, "keyframes")) == {"av_sync", "captions"}
+    probe = at_pictures(channel, "keyframes")
+    assert not probe.av_sync.rule.enabled and not probe.captions.rule.enabled
+    assert probe.black == channel.black and probe.silence == channel.silence
+    assert at_pictures(channel, "all") is channel
+
+
+def test_the_requirements_come_from_the_checks_themselves():
+    assert picture_needs() == {
+        "av_sync": "all",
+        "captions": "all",
+        "graphics": "reference",
+        "picture_corrupt": "reference",
+    }
+    assert unrunnable(ChannelConfig("plain"), "keyframes") == {}  # the defaults run anywhere
+
+
+@pytest.mark.parametrize(
+    ("pictures", "ladder", "largest", "smaller"),
+    [
+        ("all", "reference", "all", "reference"),
+        ("keyframes", "reference", "keyframes", "keyframes"),
+        ("reference", "all", "reference", "reference"),
+        ("reference", "keyframes", "reference", "keyframes"),
+    ],
+)
+def test_a_ladders_smaller_rungs_never_decode_more_than_the_input(
+    pictures, ladder, largest, smaller
+):
+    source = InputConfig("http://origin/live.m3u8", pictures=pictures, ladder_pictures=ladder)
+    assert source.rung_pictures(largest=True) == largest
+    assert source.rung_pictures(largest=False) == smaller
+
+
+def test_an_old_config_without_pictures_decodes_everything(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text(
+        "version: 1\nsite: test\nchannels:\n  - name: news\n    inputs:\n"
+        '      primary: {url: "udp://127.0.0.1:5000", ladder_pictures: keyframes}\n'
+    )
+    [channel] = load_config(path).channels
+    primary = channel.inputs["primary"]
+    assert primary.pictures == "all" and primary.ladder_pictures == "keyframes"

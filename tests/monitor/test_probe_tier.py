@@ -7,16 +7,21 @@ cannot run is refused when the configuration is loaded.
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from monitor.checks.registry import at_pictures, picture_needs, unrunnable
 from monitor.config import ChannelConfig, InputConfig, load_config
 from monitor.demo.synth import MediaSpec, Span
+from tests.daemon import BLACK, Channel, Clips, Daemon, events
 from tests.monitor.test_analyze import AUDIO_EDGE_S, close
+from tests.mqttbroker import Mosquitto, Subscriber
 
 GOP_S = 2.0
 # A live encoder's plain 2 s GOP: no keyframe where the freeze begins (its keyframes re-encode
@@ -190,3 +195,32 @@ def test_an_old_config_without_pictures_decodes_everything(tmp_path):
     [channel] = load_config(path).channels
     primary = channel.inputs["primary"]
     assert primary.pictures == "all" and primary.ladder_pictures == "keyframes"
+
+
+def test_a_keyframe_tier_channel_in_the_daemon_alarms_and_publishes_its_keyframes(
+    tmp_path: Path, clips: Clips, mosquitto: Mosquitto, daemons: list[Daemon]
+) -> None:
+    sub = Subscriber(mosquitto.port, "streamqc/#")
+    daemon = Daemon(
+        tmp_path, [Channel("probe", clips.black, pictures="keyframes")], broker_url=mosquitto.url
+    )
+    daemons.append(daemon.start())
+    cleared = sub.wait_for(
+        lambda m: m.topic.endswith("probe/alarms") and b'"cleared"' in m.payload, 45
+    )
+    # Black, and nothing else: a picture every 2 s is neither missing video nor late audio.
+    raised = [e for e in events(sub.received(), "probe") if e["state"] == "raised"]
+    assert [e["alarm"] for e in raised] == ["black"], raised
+    end = json.loads(cleared.payload)
+    assert abs(end["end"] - end["start"] - BLACK.duration_s) <= GOP_S
+
+    # Thumbnails come from the keyframes: the onset one is black, the periodic one a JPEG.
+    onset = sub.wait_for(lambda m: m.topic == raised[0]["detail"]["thumbnail"], 5).payload
+    picture = cv2.imdecode(np.frombuffer(onset, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert picture is not None and picture.mean() < 30
+    periodic = sub.wait_for(lambda m: m.topic == daemon.topic("probe", "thumbnail"), 10)
+    assert periodic.payload[:2] == b"\xff\xd8"
+
+    # One picture a GOP is decoded (the clip's GOP is 2 s), not 25 a second.
+    daemon.wait_rate("streamqc_pictures_total", 0.3, 0.8, window_s=6.0, channel="probe")
+    sub.close()

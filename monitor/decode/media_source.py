@@ -508,6 +508,8 @@ class MediaSource:
                 self.report.decode_errors += 1
                 continue
             stream = packet.stream
+            if self.pictures == "keyframes" and packet.is_keyframe and stream.type == "video":
+                frames = [*frames, *self._held_back(stream)]
             for frame in frames:
                 # Plain branches, no generator per frame: this loop runs ~70 times a second.
                 if type(frame) is av.VideoFrame:
@@ -523,6 +525,26 @@ class MediaSource:
             if chunk is not None:
                 yield chunk
         self.report.truncated = self._truncation()
+
+    def _held_back(self, stream: av.stream.Stream) -> list[av.VideoFrame]:
+        """The keyframe just decoded, which the decoder would hold back for reordering.
+
+        An H.264 decoder with B pictures keeps ``has_b_frames`` pictures before it outputs
+        one, and when it decodes keyframes only those are the next keyframes: its pictures
+        came out two GOPs (4 s) late, behind the audio (video_missing) and the alarms. The
+        keyframes are in presentation order among themselves, so each is drained at once,
+        and the decoder reset for the next (nothing refers across it but skipped pictures).
+        """
+        codec: Any = stream.codec_context  # a decoder's context; the stubs give the base type
+        try:
+            held = [f for f in codec.decode(None) if isinstance(f, av.VideoFrame)]
+        except Exception:
+            self.report.decode_errors += 1
+            held = []
+        codec.flush_buffers()
+        for frame in held:
+            frame.time_base = stream.time_base  # drained frames come without one
+        return held
 
     def _truncation(self) -> str | None:
         """Why a local MPEG-TS file looks cut short: FFmpeg drops a partial last packet silently."""

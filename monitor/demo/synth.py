@@ -144,6 +144,8 @@ class MediaSpec:
     audio_bitrate_per_channel: int = 64_000
     tune: str | None = None  # libx264 tune; "stillimage" changes nothing with ultrafast
     keyframe_at_freeze: bool = True
+    bframes: int = 0
+    """B pictures between anchors (x264 ``bframes``): what ``pictures: reference`` skips."""
     """False: keyframes every ``gop`` frames only, so a freeze starts mid-GOP (a live encoder
     without scene-cut detection); its keyframes then re-encode the still."""
 
@@ -400,7 +402,7 @@ def make_ts(path: Path, spec: MediaSpec) -> Path:
                 "preset": spec.preset,
                 "crf": str(spec.crf),
                 # Keyframes are forced by _keyframes(); keyint is only a backstop.
-                "x264-params": f"keyint={spec.gop + 2}:scenecut=0:bframes=0",
+                "x264-params": f"keyint={spec.gop + 2}:scenecut=0:bframes={spec.bframes}",
             }
             if spec.tune:
                 opts["tune"] = spec.tune

@@ -69,8 +69,11 @@ def test_probe_tier_cost_against_its_floor(benchmark, report) -> None:
     path = looped_clip_path(spec, copies)
     path.read_bytes()  # into the page cache
     summary = probe(path)  # also loads Numba's cached kernels outside any timing
-    # It measured something: one picture per keyframe, and each copy's silence, where it is.
+    # It measured something: one picture per keyframe, and each copy's silence, where it is;
+    # and the sparse pictures were not taken for missing media.
     assert summary.pictures <= copies * spec.duration_s / 2 + 1, summary.pictures
+    alarms = {e.alarm for e in summary.events}
+    assert not alarms & {"video_missing", "audio_missing"}, summary.events
     assert spec.silence_s is not None
     silences = [e.start for e in summary.events if e.alarm == "silence" and e.state == "raised"]
     if not quick:

@@ -51,8 +51,10 @@ def can_run(tier: PictureSelection, needs: PictureSelection) -> bool:
 
 SkipFrame = Literal["NONE", "DEFAULT", "NONREF", "BIDIR", "NONINTRA", "NONKEY", "ALL"]
 _SKIP_FRAME: dict[str, SkipFrame] = {"all": "DEFAULT", "reference": "BIDIR", "keyframes": "NONKEY"}
-FIRST_SPARSE_GAP_S = {"reference": 0.2, "keyframes": 2.0}
-"""How long the first picture of a sparse selection stands for, before gaps are measured."""
+FIRST_SPARSE_GAP_S = {"reference": 0.2, "keyframes": 10.0}
+"""How long the first picture of a sparse selection stands for, before gaps are measured: a
+keyframe as long as the longest GOPs in use (10 s: an HLS segment's), so that the wait for
+the second one is not missing video."""
 
 CONFIRM_JUMP_AHEAD_S = 1.0
 """A timestamp more than this ahead of the previous frame's end needs the next one to agree."""

@@ -80,7 +80,9 @@ class ChannelPipeline:
     def process(self, item: Picture | AudioChunk | SpliceSection | SubtitlePacket) -> None:
         if isinstance(item, Picture):
             self.picture_count += 1
-            self.media_end_s = max(self.media_end_s, item.end_s)
+            # The picture's own frame, not the GOP a sparse one stands for: the media decoded
+            # so far (the live watchdog's progress) must not run ahead of the audio.
+            self.media_end_s = max(self.media_end_s, item.pts_s + item.duration_s)
             for check in self._picture_checks:
                 check.picture(item)
         elif isinstance(item, AudioChunk):

@@ -232,3 +232,14 @@ def test_a_keyframe_tier_channel_in_the_daemon_alarms_and_publishes_its_keyframe
     # One picture a GOP is decoded (the clip's GOP is 2 s), not 25 a second.
     daemon.wait_rate("streamqc_pictures_total", 0.3, 0.8, window_s=6.0, channel="probe")
     sub.close()
+
+
+def test_a_six_second_gop_is_not_missing_video_while_the_next_keyframe_comes(
+    media, streamqc, tmp_path
+):
+    # An OTT encoder's GOP as long as its HLS segments: nothing shows for 6 s at a time.
+    path = media(MediaSpec(duration_s=30.0, gop=150, bframes=2, crf=28, black=(Span(12.5, 20.5),)))
+    run = streamqc("analyze", str(path), "--config", config_file(tmp_path, "keyframes"))
+    assert run.code == 0, run.stderr
+    [(alarm, start, end)] = run.alarms()
+    assert alarm == "black" and 12.5 <= start <= 12.5 + 6.0 and 20.5 <= end <= 20.5 + 6.0

@@ -18,7 +18,9 @@ import pytest
 
 from monitor.checks.registry import at_pictures, picture_needs, unrunnable
 from monitor.config import ChannelConfig, InputConfig, load_config
+from monitor.decode.media_source import StreamInfo
 from monitor.demo.synth import MediaSpec, Span
+from monitor.pipeline.channel import ChannelPipeline
 from tests.daemon import BLACK, Channel, Clips, Daemon, events
 from tests.monitor.test_analyze import AUDIO_EDGE_S, close
 from tests.mqttbroker import Mosquitto, Subscriber
@@ -243,3 +245,31 @@ def test_a_six_second_gop_is_not_missing_video_while_the_next_keyframe_comes(
     assert run.code == 0, run.stderr
     [(alarm, start, end)] = run.alarms()
     assert alarm == "black" and 12.5 <= start <= 12.5 + 6.0 and 20.5 <= end <= 20.5 + 6.0
+
+
+@pytest.mark.parametrize(
+    ("pictures", "built"),
+    [
+        ("all", {"AvSyncCheck", "CaptionsCheck", "GraphicsCheck", "BlackFreezeCheck"}),
+        ("reference", {"GraphicsCheck", "BlackFreezeCheck"}),
+        ("keyframes", {"BlackFreezeCheck"}),
+    ],
+)
+def test_a_rendition_builds_only_the_checks_its_pictures_can_feed(tmp_path, pictures, built):
+    # A ladder's smaller rung decodes fewer pictures than the channel's checks were written
+    # for: A/V sync would time events at pictures 2 s apart, captions would read a third.
+    path = config_file(
+        tmp_path,
+        "all",
+        "av_sync: {preset: ebu_r37}\ncaptions: {services: [cc1]}\n"
+        "picture_corrupt: {enabled: true}\n",
+    )
+    [channel] = load_config(path).channels
+    stereo = StreamInfo("audio", 0, "aac", "stereo", channel_names=("FL", "FR"))
+    pipeline = ChannelPipeline(
+        channel, "primary", lambda event: None, audio_streams=[stereo], pictures=pictures
+    )
+    names = {type(check).__name__ for check in pipeline.checks}
+    wanted = {"AvSyncCheck", "CaptionsCheck", "GraphicsCheck", "BlackFreezeCheck"}
+    assert names & wanted == built
+    assert {"SilenceCheck", "PresenceCheck"} <= names

@@ -57,7 +57,9 @@ def picture_needs() -> dict[str, PictureSelection]:
     for scope in get_args(Scope):
         for cls in check_types(scope):
             for key in cls.enabled_by:
-                needs[key] = cls.needs_pictures
+                # Two checks turned on by one key: the key needs what the more demanding does.
+                if key not in needs or not can_run(needs[key], cls.needs_pictures):
+                    needs[key] = cls.needs_pictures
     return needs
 
 

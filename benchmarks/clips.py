@@ -89,6 +89,41 @@ def clip_path(spec: ClipSpec) -> Path:
     return path
 
 
+def looped_clip_path(spec: ClipSpec, copies: int) -> Path:
+    """The cached clip for ``spec`` played ``copies`` times in a row, one continuous timeline
+    (stream copy, no re-encode): a long clip without a long encode, so that what a run costs
+    once (opening, probing, building the pipeline) weighs as little as it does on a live
+    feed."""
+    source = clip_path(spec)
+    path = source.with_name(f"{source.stem}_x{copies}.ts")
+    if path.exists():
+        return path
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    try:
+        with av.open(str(source)) as src, av.open(str(partial), "w", format="mpegts") as out:
+            outputs = {s.index: out.add_stream_from_template(s) for s in src.streams}
+            last_dts: dict[int, int] = {}
+            for copy in range(copies):
+                src.seek(0)
+                for packet in src.demux():
+                    if packet.pts is None or packet.dts is None or packet.time_base is None:
+                        continue
+                    index = packet.stream.index
+                    shift = round(copy * spec.duration_s / packet.time_base)
+                    # The AAC runs ~30 ms past the video: its overlap with the next copy goes.
+                    if packet.dts + shift <= last_dts.get(index, -1):
+                        continue
+                    packet.pts += shift
+                    packet.dts += shift
+                    last_dts[index] = packet.dts
+                    packet.stream = outputs[index]
+                    out.mux(packet)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
 def _box_blur(a: np.ndarray, radius: int) -> np.ndarray:
     """Periodic separable box blur, so the texture tiles without seams."""
     for axis in (0, 1):

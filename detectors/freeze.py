@@ -19,6 +19,11 @@ Differences from FFmpeg:
   picture matches it; otherwise the freeze ended at that keyframe. Only keyframes get this
   grace, so content that repeats pictures (animation on twos, 25p carried in 50p) cannot pass
   for a freeze.
+- keyframes only (an input at ``pictures: keyframes``): pictures a GOP apart, every one a
+  re-encoding, are frozen when they stay within ``keyframe_tolerance_db`` of the still's first
+  picture. A picture that changes less than that in a whole GOP (about 2.6 code values on
+  average at -40 dB: a nearly static shot) reads as frozen there; lower the tolerance for
+  such programmes.
 """
 
 from __future__ import annotations
@@ -79,12 +84,17 @@ def freeze_verdict(
     keyframe: bool,
     pts_s: float,
     state: np.ndarray,
+    keyframes_only: bool = False,
 ) -> tuple[bool, float, float, bool]:  # pragma: no cover - jitted
     """(frozen, since_s, ended_s or NaN, move the reference here) for the picture at pts_s.
 
     ``difference`` is the mean abs luma difference against the reference, re full scale.
+    ``keyframes_only``: the decoder hands out keyframes only (a probe tier), a GOP apart;
+    each is its own re-encoding of a still, so a keyframe within ``keyframe_tolerance`` of
+    the still's first picture is frozen as it is, with no later picture to confirm it, and
+    the reference stays the still's first picture (a slow drift still ends the freeze).
     """
-    if difference <= noise:
+    if difference <= noise or (keyframes_only and keyframe and difference <= keyframe_tolerance):
         state[IN_STILL] = 1.0
         state[REFRESH_PENDING] = 0.0
         return True, state[SINCE_S], math.nan, False

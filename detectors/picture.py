@@ -65,7 +65,8 @@ R_DIFFERENCE = 25  # re full scale
 R_SINCE_S = 26
 R_ENDED_S = 27  # NaN unless a provisional still ended earlier
 R_FREEZE_VALID = 28
-N_WORK = 29
+P_KEYFRAMES_ONLY = 29  # 1: the pictures are a decoder's keyframes only, a GOP apart
+N_WORK = 30
 
 
 @njit(cache=True, nogil=True, fastmath=False)
@@ -110,7 +111,13 @@ def picture_step(
             pixels = stats[FREEZE_PIXELS]
             difference = stats[FREEZE_SAD] / pixels / work[P_FULL_SCALE] if pixels > 0 else 0.0
             frozen, since, ended, move = freeze_verdict(
-                difference, work[P_NOISE], work[P_KEYFRAME_TOLERANCE], keyframe, pts_s, state
+                difference,
+                work[P_NOISE],
+                work[P_KEYFRAME_TOLERANCE],
+                keyframe,
+                pts_s,
+                state,
+                work[P_KEYFRAMES_ONLY] > 0.0,
             )
             work[R_FROZEN] = 1.0 if frozen else 0.0
             work[R_DIFFERENCE] = difference
@@ -167,6 +174,7 @@ class PictureAnalyzer:
 
     ``row_step`` analyses every n-th row (None: auto, about 135 rows). Pictures must arrive in
     presentation order. A change of picture size starts over, as after a cut.
+    ``keyframes_only``: the pictures are a decoder's keyframes only (``freeze_verdict``).
     """
 
     def __init__(
@@ -174,11 +182,14 @@ class PictureAnalyzer:
         black: BlackSettings | None,
         freeze: FreezeSettings | None,
         row_step: int | None = None,
+        *,
+        keyframes_only: bool = False,
     ) -> None:
         self.black = black
         self.freeze = freeze
         self.row_step = row_step
         self._work = np.zeros(N_WORK, dtype=np.float64)
+        self._work[P_KEYFRAMES_ONLY] = 1.0 if keyframes_only else 0.0
         self._shape: tuple[int, int] | None = None
         self._format: tuple[int, bool] | None = None
         self._table: SegmentTable | None = None

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from monitor.alarms.engine import AlarmEvent
+from monitor.checks.registry import refuse_unrunnable
 from monitor.config import Config, default_channel, load_config, parse_duration
 from monitor.errors import ConfigError, InputError, StreamqcError
 from monitor.pipeline.analyze import AnalysisSummary, analyze, damage
@@ -205,6 +206,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             raise ConfigError(f"--duration: {exc}") from None
     if args.config:
         config = load_config(args.config)
+        refuse_unrunnable(config)
         channel = config.channel(args.channel)
     else:
         if args.channel:
@@ -327,6 +329,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config: Config = load_config(args.file)
+    refuse_unrunnable(config)
     names = ", ".join(c.name for c in config.channels)
     print(f"{args.file}: OK: site {config.site}, {len(config.channels)} channels ({names})")
     return 0

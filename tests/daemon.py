@@ -55,11 +55,14 @@ class Channel:
     # are about (tests/ingest/test_tr101290.py and test_udp.py cover it).
     detectors: str = "{transport: {enabled: false}}"
     sender: UdpSender | None = None
+    pictures: str = "all"
+    """The input's ``pictures`` tier."""
 
     def yaml(self) -> str:
+        tier = f", pictures: {self.pictures}" if self.pictures != "all" else ""
         text = (
             f"  - name: {self.name}\n"
-            f'    inputs: {{primary: {{url: "udp://127.0.0.1:{self.port}", watchdog: 4s}}}}\n'
+            f'    inputs: {{primary: {{url: "udp://127.0.0.1:{self.port}", watchdog: 4s{tier}}}}}\n'
         )
         if self.detectors:
             text += f"    detectors: {self.detectors}\n"

@@ -18,11 +18,11 @@ the timestamp jumps of each stream since the decoder started.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from monitor.alarms.engine import AlarmTracker
 from monitor.checks.base import Check, CheckContext, Gauge, MediaCheck, detail_number
-from monitor.decode.media_source import AudioChunk, Picture
+from monitor.decode.media_source import AudioChunk, Picture, PictureSelection
 
 if TYPE_CHECKING:
     from detectors.avsync import AvSyncSettings, SyncReading
@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 
 class AvSyncCheck(MediaCheck):
     """The A/V offset of one input against its tolerance window."""
+
+    # Events are timed at the pictures that show them: without every picture they are
+    # 80-160 ms apart (reference) or a GOP (keyframes), coarser than the presets' windows,
+    # and every skipped picture would read as a video timestamp jump.
+    needs_pictures: ClassVar[PictureSelection] = "all"
+    enabled_by: ClassVar[tuple[str, ...]] = ("av_sync",)
 
     @classmethod
     def build(cls, context: CheckContext) -> Check | None:

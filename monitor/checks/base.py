@@ -33,6 +33,7 @@ from monitor.alarms.engine import AlarmTracker, Merge, Subject
 from monitor.decode.media_source import (
     AudioChunk,
     Picture,
+    PictureSelection,
     SpliceSection,
     StreamInfo,
     SubtitlePacket,
@@ -124,6 +125,9 @@ class CheckContext:
     the graphics, black and silence checks read it."""
     inform: Inform = ignore_info
     """Where a check's informational events go."""
+    pictures: PictureSelection = "all"
+    """Rendition scope: the pictures its decoder hands out (the input's tier); a check that
+    needs more than that is not built (``Check.needs_pictures``)."""
 
 
 class Check:
@@ -132,6 +136,14 @@ class Check:
     scope: ClassVar[Scope]
     order: ClassVar[int] = 50
     """Checks of one scope see each thing in this order (then by module name)."""
+    needs_pictures: ClassVar[PictureSelection] = "keyframes"
+    """The sparsest picture selection (an input's ``pictures`` tier) the check still sees
+    what it measures at: ``keyframes`` runs in every tier; ``reference`` needs I and P
+    pictures; ``all`` needs every picture."""
+    enabled_by: ClassVar[tuple[str, ...]] = ()
+    """The ``ChannelConfig`` detector keys that turn the check on, for ``needs_pictures``
+    (``monitor.checks.registry.at_pictures``): the keys an input's tier refuses or turns
+    off when it cannot run the check."""
 
     @classmethod
     def build(cls, context: CheckContext) -> Check | None:

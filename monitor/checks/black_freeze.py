@@ -34,6 +34,7 @@ class BlackFreezeCheck(MediaCheck):
             black.settings if black.rule.enabled else None,
             freeze.settings if freeze.rule.enabled else None,
             row_step=context.channel.row_step,
+            keyframes_only=context.pictures == "keyframes",
         )
         self.black = context.tracker("black", black.rule) if black.rule.enabled else None
         self.freeze = context.tracker("freeze", freeze.rule) if freeze.rule.enabled else None

@@ -32,7 +32,7 @@ from detectors.captions import (
 from detectors.graphics import in_windows, parse_window
 from monitor.alarms.engine import AlarmTracker, Phase
 from monitor.checks.base import Check, CheckContext, Gauge, MediaCheck
-from monitor.decode.media_source import Picture
+from monitor.decode.media_source import Picture, PictureSelection
 
 BATCH_S = 0.2
 """Pictures are judged in batches this long: the Python runs hot five times a second instead
@@ -64,6 +64,10 @@ class CaptionsCheck(MediaCheck):
 
     order: ClassVar[int] = 30
     wants_audio: ClassVar[bool] = False
+    # Every picture carries its own cc_data (A/53 Part 4, in its SEI): a skipped picture
+    # is a gap in the caption byte stream.
+    needs_pictures: ClassVar[PictureSelection] = "all"
+    enabled_by: ClassVar[tuple[str, ...]] = ("captions",)
 
     @classmethod
     def build(cls, context: CheckContext) -> Check | None:

@@ -40,7 +40,7 @@ from detectors.graphics import (
 )
 from monitor.checks.base import Check, CheckContext, Gauge, MediaCheck, detail_number
 from monitor.config import DetectorConfig
-from monitor.decode.media_source import Picture
+from monitor.decode.media_source import Picture, PictureSelection
 
 ANALYSIS_INTERVAL_S = 0.2
 """Media time between analysed pictures: an alarm's start is this exact."""
@@ -145,6 +145,10 @@ class GraphicsCheck(MediaCheck):
     """The channel's graphics and corrupted-picture checks on one picture stream."""
 
     wants_audio: ClassVar[bool] = False
+    # Five looks a second: a GOP apart, a running clock and the picture around it both change
+    # between any two looks; decode damage mostly shows in the P pictures a keyframe tier skips.
+    needs_pictures: ClassVar[PictureSelection] = "reference"
+    enabled_by: ClassVar[tuple[str, ...]] = ("graphics", "picture_corrupt")
 
     @classmethod
     def build(cls, context: CheckContext) -> Check | None:

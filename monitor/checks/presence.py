@@ -1,10 +1,11 @@
 """Presence: ``video_missing`` and ``audio_missing`` (per audio stream) of one rendition.
 
 A kind of media is missing once it lags the other kind by more than ``PRESENCE_TOLERANCE_S``
-of media time. After a live decoder joins a stream, pictures begin only at the next keyframe
-(a GOP away, often 2-5 s): a kind missing less than ``join_grace_s`` since the join is not
-missing yet. A rendition without any audio stream raises ``audio_missing`` with
-``reason: no audio stream``.
+of media time. A picture of a sparse selection (``pictures: keyframes``) is present until the
+next one is due (``Picture.end_s``), so sparse pictures are not missing video. After a live
+decoder joins a stream, pictures begin only at the next keyframe (a GOP away, often 2-5 s): a
+kind missing less than ``join_grace_s`` since the join is not missing yet. A rendition without
+any audio stream raises ``audio_missing`` with ``reason: no audio stream``.
 """
 
 from __future__ import annotations
@@ -54,8 +55,11 @@ class PresenceCheck(MediaCheck):
 
     def picture(self, picture: Picture) -> None:
         self._arrived("video", picture.pts_s)
+        # A picture of a sparse selection (a probe tier's keyframe) stands for its GOP: video
+        # is there until the next one is due, but the media has only reached its own frame,
+        # or the audio would lag a GOP behind every keyframe.
         self.video_end_s = max(self.video_end_s, picture.end_s)
-        self.media_end_s = max(self.media_end_s, picture.end_s)
+        self.media_end_s = max(self.media_end_s, picture.pts_s + picture.duration_s)
         self._judge()
 
     def audio(self, chunk: AudioChunk) -> None:

@@ -213,6 +213,7 @@ def _build(spec: _File, document: YamlDocument) -> Config:
         channels=channels,
         source=document.source,
         daemon=daemon,
+        lines=document.lines,
     )
 
 
@@ -244,8 +245,22 @@ def _channel(
             f"mode {settings.mode} needs inputs '{settings.primary}' and '{settings.backup}'",
         )
     return dataclasses.replace(
-        base, inputs=inputs, row_step=row_step, failover=settings, graphics=graphics, **detectors
+        base,
+        inputs=inputs,
+        row_step=row_step,
+        failover=settings,
+        graphics=graphics,
+        written=_written(spec.detectors),
+        **detectors,
     )
+
+
+def _written(detectors: Any) -> frozenset[str]:
+    """The detectors a ``detectors`` block writes keys for (``black:`` alone writes none)."""
+    written = {name for name in _DETECTORS if getattr(detectors, name).model_fields_set}
+    if detectors.graphics:
+        written.add("graphics")
+    return frozenset(written)
 
 
 def _graphics(

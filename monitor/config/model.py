@@ -7,6 +7,7 @@ and code (tests, ``analyze`` without --config) builds them directly with their d
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -25,7 +26,8 @@ from detectors.loudness import LoudnessSettings
 from detectors.silence import SilenceSettings
 from detectors.subtitles import SubtitleSettings
 from failover.policy_settings import FailoverSettings
-from monitor.decode.media_source import PictureSelection
+from monitor.config.yaml_lines import KeyPath, YamlDocument
+from monitor.decode.media_source import PictureSelection, sparser
 from monitor.errors import ConfigError
 
 Severity = Literal["critical", "major", "minor", "warning", "info"]
@@ -61,10 +63,24 @@ class InputConfig:
     read_timeout_s: float = 5.0
     watchdog_s: float = 10.0
     """A live input whose decoded media time stops advancing this long is restarted."""
+    pictures: PictureSelection = "all"
+    """Pictures this input decodes (the probe tier): all; reference, I and P pictures only
+    (about two thirds of the cost, black/freeze within ~0.2 s, no captions or A/V sync);
+    keyframes only (a few percent of the cost, black/freeze within a GOP, no graphics,
+    picture_corrupt, captions or A/V sync). Audio, transport and input loss are exact in
+    every tier. A check written for the channel that the tier cannot run is refused."""
     ladder_pictures: PictureSelection = "reference"
-    """Pictures decoded on the lower renditions of an HLS ladder (the largest is decoded in
-    full): all; reference, I and P pictures (a third of the cost, black/freeze within ~0.2 s);
-    keyframes (a few percent, black/freeze within a GOP)."""
+    """Pictures decoded on the lower renditions of an HLS ladder (the largest decodes
+    ``pictures``): all; reference, I and P pictures (a third of the cost, black/freeze
+    within ~0.2 s); keyframes (a few percent, black/freeze within a GOP). A rung never
+    decodes more than ``pictures``."""
+
+    def rung_pictures(self, largest: bool) -> PictureSelection:
+        """What one rendition of this input decodes: ``pictures`` on the largest (or only)
+        one, the sparser of ``pictures`` and ``ladder_pictures`` on the others."""
+        if largest:
+            return self.pictures
+        return sparser(self.pictures, self.ladder_pictures)
 
 
 def _default(settings: S, **rule: object) -> DetectorConfig[S]:
@@ -146,6 +162,10 @@ class ChannelConfig:
     from the defaults' by name."""
     row_step: int | None = None
     """Analyse every n-th picture row; None picks about 135 rows whatever the size."""
+    written: frozenset[str] = frozenset()
+    """The detectors the channel's own ``detectors`` block writes (not those it takes from
+    ``defaults``): an input's ``pictures`` tier refuses these when it cannot run them, and
+    turns the others off for that input."""
     failover: FailoverSettings = field(default_factory=FailoverSettings)
     """When to switch the encoder to the backup input and back (mode off by default)."""
 
@@ -264,6 +284,13 @@ class Config:
     channels: tuple[ChannelConfig, ...]
     source: str = "<defaults>"
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    lines: Mapping[KeyPath, int] = field(default_factory=dict, compare=False, repr=False)
+    """The line of each key path written in the file, for errors found after loading."""
+
+    def error(self, path: KeyPath, message: str) -> ConfigError:
+        """``FILE:LINE: KEY.PATH: message``, as the loader's own errors read."""
+        document = YamlDocument(None, self.lines, self.source)
+        return document.error(path, message)
 
     def channel(self, name: str | None) -> ChannelConfig:
         """The named channel, or the only one when ``name`` is None."""

@@ -34,6 +34,7 @@ from typing import Any
 
 from monitor.alarms.engine import AlarmEvent, Inheritance, utc_now
 from monitor.alarms.input_stats import InputStats
+from monitor.checks.registry import refuse_unrunnable
 from monitor.config import ChannelConfig, Config, ThumbnailConfig, host_port, load_config
 from monitor.daemon.failover_link import FAILOVER_INPUT, FailoverLink
 from monitor.daemon.messages import (
@@ -78,7 +79,9 @@ DEFAULT_INPUT = "primary"  # on air unless a channel's failover says otherwise
 
 
 def check_runnable(config: Config) -> None:
-    """Every input must be a live input the daemon can follow (files are for ``analyze``)."""
+    """Every input must be a live input the daemon can follow (files are for ``analyze``),
+    and its picture tier must run the checks its channel writes."""
+    refuse_unrunnable(config)
     for channel in config.channels:
         for name, source in channel.inputs.items():
             if live_kind(source.url) is None:

@@ -35,10 +35,26 @@ MPEG_WRAP_TICKS = 1 << 33
 PictureSelection = Literal["all", "reference", "keyframes"]
 """Which pictures a decoder decodes: every one, the reference pictures only (I and P: B
 pictures are skipped, about a third of the cost), or keyframes only (a few percent)."""
+PICTURE_TIERS: tuple[PictureSelection, ...] = ("all", "reference", "keyframes")
+"""The selections from the densest to the sparsest."""
+
+
+def sparser(a: PictureSelection, b: PictureSelection) -> PictureSelection:
+    """The selection that decodes fewer pictures."""
+    return max(a, b, key=PICTURE_TIERS.index)
+
+
+def can_run(tier: PictureSelection, needs: PictureSelection) -> bool:
+    """Whether pictures selected as ``tier`` include every picture ``needs`` selects."""
+    return PICTURE_TIERS.index(tier) <= PICTURE_TIERS.index(needs)
+
+
 SkipFrame = Literal["NONE", "DEFAULT", "NONREF", "BIDIR", "NONINTRA", "NONKEY", "ALL"]
 _SKIP_FRAME: dict[str, SkipFrame] = {"all": "DEFAULT", "reference": "BIDIR", "keyframes": "NONKEY"}
-FIRST_SPARSE_GAP_S = {"reference": 0.2, "keyframes": 2.0}
-"""How long the first picture of a sparse selection stands for, before gaps are measured."""
+FIRST_SPARSE_GAP_S = {"reference": 0.2, "keyframes": 10.0}
+"""How long the first picture of a sparse selection stands for, before gaps are measured: a
+keyframe as long as the longest GOPs in use (10 s: an HLS segment's), so that the wait for
+the second one is not missing video."""
 
 CONFIRM_JUMP_AHEAD_S = 1.0
 """A timestamp more than this ahead of the previous frame's end needs the next one to agree."""
@@ -498,6 +514,8 @@ class MediaSource:
                 self.report.decode_errors += 1
                 continue
             stream = packet.stream
+            if self.pictures == "keyframes" and packet.is_keyframe and stream.type == "video":
+                frames = [*frames, *self._held_back(stream)]
             for frame in frames:
                 # Plain branches, no generator per frame: this loop runs ~70 times a second.
                 if type(frame) is av.VideoFrame:
@@ -513,6 +531,26 @@ class MediaSource:
             if chunk is not None:
                 yield chunk
         self.report.truncated = self._truncation()
+
+    def _held_back(self, stream: av.stream.Stream) -> list[av.VideoFrame]:
+        """The keyframe just decoded, which the decoder would hold back for reordering.
+
+        An H.264 decoder with B pictures keeps ``has_b_frames`` pictures before it outputs
+        one, and when it decodes keyframes only those are the next keyframes: its pictures
+        came out two GOPs (4 s) late, behind the audio (video_missing) and the alarms. The
+        keyframes are in presentation order among themselves, so each is drained at once,
+        and the decoder reset for the next (nothing refers across it but skipped pictures).
+        """
+        codec: Any = stream.codec_context  # a decoder's context; the stubs give the base type
+        try:
+            held = [f for f in codec.decode(None) if isinstance(f, av.VideoFrame)]
+        except Exception:
+            self.report.decode_errors += 1
+            held = []
+        codec.flush_buffers()
+        for frame in held:
+            frame.time_base = stream.time_base  # drained frames come without one
+        return held
 
     def _truncation(self) -> str | None:
         """Why a local MPEG-TS file looks cut short: FFmpeg drops a partial last packet silently."""

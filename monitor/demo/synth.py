@@ -143,6 +143,11 @@ class MediaSpec:
     seed: int = 0  # audio noise and ticker pattern
     audio_bitrate_per_channel: int = 64_000
     tune: str | None = None  # libx264 tune; "stillimage" changes nothing with ultrafast
+    keyframe_at_freeze: bool = True
+    bframes: int = 0
+    """B pictures between anchors (x264 ``bframes``): what ``pictures: reference`` skips."""
+    """False: keyframes every ``gop`` frames only, so a freeze starts mid-GOP (a live encoder
+    without scene-cut detection); its keyframes then re-encode the still."""
 
     def __post_init__(self) -> None:
         if not (self.video or self.audio):
@@ -320,9 +325,8 @@ def _keyframes(spec: MediaSpec) -> set[int]:
     (back-to-back IDRs get a coarser quantiser and drift too), so a GOP can be up
     to ``gop + 2`` frames long.
     """
-    forced = {
-        frame_indices(span, spec.fps).start for span in spec.freeze + spec.static_with_moving_region
-    }
+    stills = spec.freeze + spec.static_with_moving_region if spec.keyframe_at_freeze else ()
+    forced = {frame_indices(span, spec.fps).start for span in stills}
     keys: set[int] = set()
     last = -spec.gop
     for i in range(spec.n_frames):
@@ -398,7 +402,7 @@ def make_ts(path: Path, spec: MediaSpec) -> Path:
                 "preset": spec.preset,
                 "crf": str(spec.crf),
                 # Keyframes are forced by _keyframes(); keyint is only a backstop.
-                "x264-params": f"keyint={spec.gop + 2}:scenecut=0:bframes=0",
+                "x264-params": f"keyint={spec.gop + 2}:scenecut=0:bframes={spec.bframes}",
             }
             if spec.tune:
                 opts["tune"] = spec.tune

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from monitor.alarms.engine import AlarmEvent, Emit
 from monitor.checks.base import InfoEvent, Inform, ignore_info
+from monitor.checks.registry import at_pictures
 from monitor.config import ChannelConfig, InputConfig
 from monitor.decode.media_source import AudioChunk, DecodeReport, MediaSource, StreamInfo
 from monitor.errors import InputError
@@ -46,12 +47,16 @@ def analyze(
     Raises InputError when the source cannot be used at all.
     """
     opts = source or InputConfig(url=url)
+    # The checks this input's picture tier cannot run are off (those the channel wrote
+    # itself were refused with the configuration).
+    channel = at_pictures(channel, opts.pictures)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     with MediaSource(
         url,
         open_timeout_s=opts.open_timeout_s,
         read_timeout_s=opts.read_timeout_s,
         threads=threads,
+        pictures=opts.pictures,
         splice_sections=channel.scte35.rule.enabled,
         captions=channel.captions.rule.enabled,
         subtitles=channel.subtitles.rule.enabled,
@@ -72,6 +77,7 @@ def analyze(
             emit_and_keep,
             audio_streams=[s for s in summary.streams if s.kind == "audio"],
             inform=inform_and_keep,
+            pictures=opts.pictures,
         )
         if media.video_stream is None:
             media.report.warnings.append("no video stream: picture checks are off")

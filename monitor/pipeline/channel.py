@@ -15,11 +15,12 @@ from detectors.ad_breaks import BreakState
 from monitor.alarms.engine import Emit, Inheritance, Subject, Trackers
 from monitor.checks.base import CheckContext, Gauge, Inform, MediaCheck, ignore_info
 from monitor.checks.black_freeze import BlackFreezeCheck
-from monitor.checks.registry import build_checks
+from monitor.checks.registry import at_pictures, build_checks
 from monitor.config import ChannelConfig
 from monitor.decode.media_source import (
     AudioChunk,
     Picture,
+    PictureSelection,
     SpliceSection,
     StreamInfo,
     SubtitlePacket,
@@ -40,10 +41,13 @@ class ChannelPipeline:
         inherited: Inheritance | None = None,
         join_grace_s: float = 0.0,
         inform: Inform = ignore_info,
+        pictures: PictureSelection = "all",
     ) -> None:
         """``join_grace_s``: after a decoder joins a live stream, pictures begin only at the
         next keyframe (a GOP away, often 2-5 s): a kind missing that long is not missing yet.
-        ``inform`` receives the checks' informational events (SCTE-35 cues)."""
+        ``inform`` receives the checks' informational events (SCTE-35 cues). ``pictures``:
+        what the decoder hands out; the checks that cannot run on it are off."""
+        channel = at_pictures(channel, pictures)
         self.channel = channel
         self._inherited = inherited
         self.subject = Subject(channel.name, input_name, rendition)
@@ -64,6 +68,7 @@ class ChannelPipeline:
             join_grace_s=join_grace_s,
             breaks=self.breaks,
             inform=inform,
+            pictures=pictures,
         )
         self.checks = [c for c in build_checks("rendition", context) if isinstance(c, MediaCheck)]
         self._picture_checks = [c for c in self.checks if c.wants_pictures]
@@ -75,7 +80,9 @@ class ChannelPipeline:
     def process(self, item: Picture | AudioChunk | SpliceSection | SubtitlePacket) -> None:
         if isinstance(item, Picture):
             self.picture_count += 1
-            self.media_end_s = max(self.media_end_s, item.end_s)
+            # The picture's own frame, not the GOP a sparse one stands for: the media decoded
+            # so far (the live watchdog's progress) must not run ahead of the audio.
+            self.media_end_s = max(self.media_end_s, item.pts_s + item.duration_s)
             for check in self._picture_checks:
                 check.picture(item)
         elif isinstance(item, AudioChunk):

@@ -45,7 +45,7 @@ from detectors.silence import SilenceDetector, SilenceSettings
 from monitor.alarms.engine import Emit, Inheritance, Subject, Trackers
 from monitor.alarms.input_stats import InputStats
 from monitor.checks.base import Arrival, CheckContext, Inform, InputCheck, ignore_info
-from monitor.checks.registry import build_checks
+from monitor.checks.registry import at_pictures, build_checks
 from monitor.config import ChannelConfig, InputConfig, ThumbnailConfig
 from monitor.decode.media_source import (
     AudioChunk,
@@ -517,11 +517,11 @@ class LiveSession:
         self._clock_moved_s = 0.0
         self.trackers = Trackers(Subject(channel.name, input_name, None), emit, inherited)
         context = CheckContext(
-            channel,
+            at_pictures(channel, self.source.pictures),
             self.trackers.subject,
             self.trackers,
             ladder=isinstance(self.ingest, HlsIngest),  # renditions of a ladder, compared
-            ladder_keyframes=self.source.ladder_pictures != "all",
+            ladder_keyframes=self.source.rung_pictures(largest=False) != "all",
         )
         self.checks = [c for c in build_checks("input", context) if isinstance(c, InputCheck)]
         self._picture_checks = [c for c in self.checks if c.wants_pictures]
@@ -551,6 +551,11 @@ class LiveSession:
 
     # --- set-up -------------------------------------------------------------------------
 
+    def _channel_at(self, rendition: str | None) -> ChannelConfig:
+        """The channel as ``rendition`` runs it: without the checks its pictures cannot feed
+        (those the channel wrote itself were refused with the configuration)."""
+        return at_pictures(self.channel, self._pictures(rendition))
+
     def _pipeline_factory(
         self, rendition: str | None
     ) -> Callable[[list[StreamInfo]], ChannelPipeline]:
@@ -577,6 +582,8 @@ class LiveSession:
                 inherited=self.inherited,
                 join_grace_s=JOIN_GRACE_S,
                 inform=self.inform,
+                # The ladder is known by now: which rung this is, and so what it decodes.
+                pictures=self._pictures(rendition),
             )
 
         return make
@@ -625,7 +632,7 @@ class LiveSession:
                 read_timeout_s=self.source.read_timeout_s,
                 pictures=self._pictures(r.name),
                 splice_sections=self.channel.scte35.rule.enabled,
-                captions=self.channel.captions.rule.enabled,
+                captions=self._channel_at(r.name).captions.rule.enabled,
                 subtitles=self.channel.subtitles.rule.enabled,
             ) as media:
                 self._put(("open", r, media.stream_infos()))
@@ -677,14 +684,13 @@ class LiveSession:
             time.sleep(0.01)
 
     def _pictures(self, rendition: str | None) -> PictureSelection:
-        """All pictures of the ladder's largest rendition (and of anything unsized), the
-        configured selection of the smaller ones."""
+        """The input's ``pictures`` on the ladder's largest rendition (and on anything
+        unsized: a single stream), the sparser of it and ``ladder_pictures`` on the others."""
         size = rendition_size(rendition)
-        if size is None or self.source.ladder_pictures == "all":
-            return "all"
+        if size is None:
+            return self.source.pictures
         sizes = (s for name in self._ladder() if (s := rendition_size(name)) is not None)
-        largest = max(sizes, default=size)
-        return "all" if size >= largest else self.source.ladder_pictures
+        return self.source.rung_pictures(largest=size >= max(sizes, default=size))
 
     def _put(self, message: tuple[str, Rendition | None, Any]) -> None:
         while True:
@@ -700,7 +706,7 @@ class LiveSession:
 
     def run(self) -> LiveSummary:
         warm_up()
-        warm_up_checks(self.channel)
+        warm_up_checks(at_pictures(self.channel, self.source.pictures))
         now = time.monotonic()
         self._start = (
             now if self.origin_wall_s is None else now - (time.time() - self.origin_wall_s)

@@ -122,3 +122,28 @@ def test_thin_ticker_at_1080p_is_motion_with_auto_row_decimation_as_with_every_r
         return [m.frozen for m in results[1:]]
 
     assert verdicts(None) == verdicts(1) == [False] * 5
+
+
+def keyframes_only(frames, settings=DEFAULTS):
+    """A probe tier's pictures: every one a keyframe, a GOP (2 s) apart."""
+    analyzer = PictureAnalyzer(None, settings, keyframes_only=True)
+    return [analyzer.update(y, i * 2.0, keyframe=True).freeze for i, y in enumerate(frames)]
+
+
+def test_keyframes_only_each_re_encoding_of_a_still_is_frozen():
+    still = picture(7)
+    # Each keyframe of the still is its own re-encoding: 0.5-0.9 code values from the first.
+    keys = [picture(1), still, nudged(still, 1, 0.9), nudged(still, 1, 0.5), nudged(still, 1, 0.7)]
+    results = keyframes_only(keys)[1:]
+    assert [m.frozen for m in results] == [False, True, True, True]
+    assert results[-1].since_s == 1 * 2.0
+    # Without the rule, a keyframe re-encoding the still is no still by itself: it would wait
+    # for a picture matching it within -60 dB, which a keyframe tier never decodes.
+    plain = run(keys, keyframes={1, 2, 3, 4})
+    assert not plain[2].frozen and not plain[3].frozen
+
+
+def test_keyframes_only_a_change_beyond_the_tolerance_is_motion():
+    a = picture(1)
+    moved = nudged(a, 6, 0.8)  # 4.8 code values: more than -40 dB (2.6)
+    assert [m.frozen for m in keyframes_only([a, moved, picture(2)])[1:]] == [False, False]

@@ -585,10 +585,13 @@ def test_an_unknown_channel_name_lists_the_channels(load):
 # --- The shipped configurations -------------------------------------------------------------
 
 
-def test_the_example_config_loads_with_its_two_channels():
+def test_the_example_config_loads_with_its_three_channels():
     config = load_config(CONFIGS / "example.yaml")
-    assert [channel.name for channel in config.channels] == ["news-hd", "kids.sd"]
-    news, kids = config.channels
+    assert [channel.name for channel in config.channels] == ["news-hd", "kids.sd", "regional-07"]
+    news, kids, probe = config.channels
+    assert news.inputs["primary"].pictures == "all"
+    assert probe.inputs["primary"].pictures == "keyframes"
+    assert probe.av_sync.rule.enabled and "av_sync" not in probe.written  # from defaults
     assert news.inputs["backup"].url == "srt://10.0.0.2:9000"
     assert news.silence.rule.raise_after_s == 5.0
     assert news.freeze.rule.raise_after_s == 5.0  # from defaults

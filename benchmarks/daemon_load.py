@@ -329,15 +329,21 @@ def iso_to_wall(stamp: str) -> float:
 # --- the daemon ----------------------------------------------------------------------------
 
 
+@dataclass
 class FedChannel(Channel):
     """A Channel whose media comes from a Player, not from its own UdpSender, with the
     default watchdog (10 s; tests.daemon's channels use 4 s). TR 101 290 alarms stay off as
-    there (a Python sender's PCR jitter), but the analysis itself still runs on every byte."""
+    there (a Python sender's PCR jitter), but the analysis itself still runs on every byte.
+    ``query``: URL options of the input (``?batch_ms=200``)."""
+
+    query: str = ""
 
     def yaml(self) -> str:
+        tier = f", pictures: {self.pictures}" if self.pictures != "all" else ""
+        url = f"udp://127.0.0.1:{self.port}{self.query}"
         return (
             f"  - name: {self.name}\n"
-            f'    inputs: {{primary: {{url: "udp://127.0.0.1:{self.port}"}}}}\n'
+            f'    inputs: {{primary: {{url: "{url}"{tier}}}}}\n'
             f"    detectors: {self.detectors}\n"
         )
 

@@ -95,6 +95,8 @@ def main() -> int:
     parser.add_argument("--gil", action="store_true", help="py-spy --gil: the GIL's holder only")
     parser.add_argument("--rate", type=int, default=50)
     parser.add_argument("--no-spy", action="store_true", help="only the threads' CPU")
+    parser.add_argument("--pictures", default="all", choices=["all", "reference", "keyframes"])
+    parser.add_argument("--batch-ms", type=int, default=None, help="the inputs' batch_ms")
     parser.add_argument("--extra", default="", help="more top-level daemon YAML")
     parser.add_argument("--out", type=Path, default=Path("profile-out"))
     args = parser.parse_args()
@@ -105,7 +107,11 @@ def main() -> int:
     clip = clip_path(CLIPS[args.height])
     work = Path(tempfile.mkdtemp(prefix="streamqc-profile-"))
     broker = Mosquitto(work / "broker").start()
-    channels = [FedChannel(f"c{k:03d}", clip) for k in range(args.channels)]
+    query = f"?batch_ms={args.batch_ms}" if args.batch_ms is not None else ""
+    channels = [
+        FedChannel(f"c{k:03d}", clip, pictures=args.pictures, query=query)
+        for k in range(args.channels)
+    ]
     daemon = BenchDaemon(work / "daemon", channels, broker_url=broker.url, workers=args.workers)
     if args.extra:
         original = daemon.write_config

@@ -27,8 +27,11 @@ second.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
 import ipaddress
+import os
 import select
 import socket
 import struct
@@ -36,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from monitor.errors import InputError
@@ -166,6 +170,130 @@ def rtp_payload(datagram: bytes) -> bytes | None:
     return None if header is None else datagram[header.payload_offset : header.payload_end]
 
 
+class _Iovec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = [
+        ("msg_name", ctypes.c_void_p),
+        ("msg_namelen", ctypes.c_uint32),
+        ("msg_iov", ctypes.POINTER(_Iovec)),
+        ("msg_iovlen", ctypes.c_size_t),
+        ("msg_control", ctypes.c_void_p),
+        ("msg_controllen", ctypes.c_size_t),
+        ("msg_flags", ctypes.c_int),
+    ]
+
+
+class _Mmsghdr(ctypes.Structure):
+    _fields_ = [("msg_hdr", _Msghdr), ("msg_len", ctypes.c_uint)]
+
+
+MSG_TRUNC = 0x20
+SOCKADDR_IN = 16
+SLOT_MIN = 2048
+
+
+def _recvmmsg() -> Any:
+    try:
+        function = ctypes.CDLL(None, use_errno=True).recvmmsg
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [
+        ctypes.c_int,
+        ctypes.POINTER(_Mmsghdr),
+        ctypes.c_uint,
+        ctypes.c_int,
+        ctypes.c_void_p,
+    ]
+    function.restype = ctypes.c_int
+    return function
+
+
+_RECVMMSG = _recvmmsg()
+
+
+class Datagrams:
+    """Every datagram queued on a non-blocking socket, many per system call (Linux
+    ``recvmmsg``; Python's socket module has no such call, so it is bound with ctypes).
+
+    Each datagram lands in a slot of ``slot`` bytes of one buffer; the slot size follows the
+    largest datagram seen (MPEG-TS over UDP is 1316 bytes, RTP 1328), so a larger one arriving
+    later is cut short once (counted in ``truncated``) and the slots grow for the next call.
+    Where ``recvmmsg`` is missing, one ``recvfrom_into`` per datagram does the same job."""
+
+    def __init__(self, sock: socket.socket, capacity: int) -> None:
+        self.sock = sock
+        self.capacity = capacity
+        self.truncated = 0
+        self._slot = 0
+        self._setup(SLOT_MIN)
+
+    def _setup(self, slot: int) -> None:
+        self._slot = slot
+        self._count = max(1, self.capacity // slot)
+        spare = MAX_DATAGRAM if _RECVMMSG is None else 0
+        self._buffer = bytearray(slot * self._count + spare)
+        self._view = memoryview(self._buffer)
+        base = ctypes.addressof(ctypes.c_char.from_buffer(self._buffer))
+        self._names = (ctypes.c_char * (SOCKADDR_IN * self._count))()
+        names = ctypes.addressof(self._names)
+        self._iovecs = (_Iovec * self._count)()
+        self._msgs = (_Mmsghdr * self._count)()
+        for i in range(self._count):
+            self._iovecs[i].iov_base = base + i * slot
+            self._iovecs[i].iov_len = slot
+            header = self._msgs[i].msg_hdr
+            header.msg_name = names + i * SOCKADDR_IN
+            header.msg_iov = ctypes.pointer(self._iovecs[i])
+            header.msg_iovlen = 1
+
+    def receive(self) -> list[tuple[memoryview, bytes]]:
+        """The queued datagrams (a view of each, valid until the next call) with each sender's
+        packed IPv4 address; [] when none is queued."""
+        if _RECVMMSG is None:
+            return self._one_by_one()
+        msgs = self._msgs
+        for i in range(self._count):
+            msgs[i].msg_hdr.msg_namelen = SOCKADDR_IN
+        got = _RECVMMSG(self.sock.fileno(), msgs, self._count, socket.MSG_DONTWAIT, None)
+        if got < 0:
+            code = ctypes.get_errno()
+            if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                return []
+            raise OSError(code, os.strerror(code))
+        names = bytes(self._names)
+        slot, view = self._slot, self._view
+        out = []
+        cut = False
+        for i in range(got):
+            message = msgs[i]
+            if message.msg_hdr.msg_flags & MSG_TRUNC:
+                self.truncated += 1
+                cut = True
+                continue
+            start = i * slot
+            out.append((view[start : start + message.msg_len], names[i * 16 + 4 : i * 16 + 8]))
+        if cut:  # a datagram larger than the slots: larger slots from the next call on
+            out = [(memoryview(bytes(data)), sender) for data, sender in out]  # keep them
+            self._setup(min(MAX_DATAGRAM, slot * 4))
+        return out
+
+    def _one_by_one(self) -> list[tuple[memoryview, bytes]]:
+        out: list[tuple[memoryview, bytes]] = []
+        view = self._view
+        used = 0
+        while used < self.capacity:
+            try:
+                n, (host, _) = self.sock.recvfrom_into(view[used:], MAX_DATAGRAM)
+            except BlockingIOError:
+                break
+            out.append((view[used : used + n], socket.inet_aton(host)))
+            used += n
+        return out
+
+
 class UdpReader:
     """Receives datagrams on a thread and writes their MPEG-TS payload into a pipe.
 
@@ -237,11 +365,12 @@ class UdpReader:
         rtp = self.options.rtp
         screen = bool(self._accept or self._refuse)
         next_judge_s = time.monotonic() + JUDGE_EVERY_S
-        buffer = bytearray(BATCH_BYTES + MAX_DATAGRAM)
-        view = memoryview(buffer)
-        sock = self._sock
+        datagrams = Datagrams(self._sock, BATCH_BYTES)
+        self._datagrams = datagrams
+        accept = {socket.inet_aton(a) for a in self._accept}
+        refuse = {socket.inet_aton(a) for a in self._refuse}
         poller = select.poll()
-        poller.register(sock, select.POLLIN)
+        poller.register(self._sock, select.POLLIN)
         try:
             while not self._stop.is_set():
                 if rtp and time.monotonic() >= next_judge_s:
@@ -249,33 +378,34 @@ class UdpReader:
                     self._judge()
                 if not poller.poll(POLL_S * 1000):
                     continue
+                parts: list[bytes | memoryview] = []
                 used = 0
                 while used < BATCH_BYTES:
-                    try:
-                        n, (sender, _) = sock.recvfrom_into(view[used:], MAX_DATAGRAM)
-                    except BlockingIOError:
+                    received = datagrams.receive()
+                    if not received:
                         break
-                    if screen and (
-                        (self._accept and sender not in self._accept) or sender in self._refuse
-                    ):
-                        self.filtered += 1
-                        continue
-                    self.datagrams += 1
-                    if rtp:
-                        header = parse_rtp(view[used : used + n])
-                        if header is None:
-                            self.not_rtp += 1
+                    for data, sender in received:
+                        if screen and ((accept and sender not in accept) or sender in refuse):
+                            self.filtered += 1
                             continue
-                        self.sequence.packet(header.sequence, header.ssrc)
-                        start, end = used + header.payload_offset, used + header.payload_end
-                        view[used : used + end - start] = bytes(view[start:end])
-                        n = end - start
-                    used += n
+                        self.datagrams += 1
+                        if rtp:
+                            header = parse_rtp(data)
+                            if header is None:
+                                self.not_rtp += 1
+                                continue
+                            self.sequence.packet(header.sequence, header.ssrc)
+                            data = data[header.payload_offset : header.payload_end]
+                        parts.append(data)
+                        used += len(data)
+                    if used < BATCH_BYTES:
+                        # the views are only valid until the next receive
+                        parts = [b"".join(parts)]
                 if not used:
                     continue
                 self.last_receive_s = time.monotonic()
                 self.bytes_in += used
-                batch = bytes(view[:used])
+                batch = b"".join(parts)
                 self.pipe.write(batch)
                 if self.tap is not None:
                     self.tap(batch)

@@ -181,3 +181,29 @@ def test_cc_errors_and_a_missing_pat_on_a_live_feed_raise_tr101290_alarms(media,
     pat = [e for e in events if e["alarm"] == "tr101290_pat" and e["state"] == "cleared"]
     assert pat and 0.8 <= pat[0]["end"] - pat[0]["start"] <= 1.6  # 1.5 s gap, less the 0.5 s limit
     assert raised["tr101290_cc"]["detail"]["count"] == 1
+
+
+def test_datagrams_are_taken_many_per_call_and_a_larger_one_grows_the_slots():
+    import socket
+
+    from monitor.ingest.udp import Datagrams
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with receiver, sender:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.setblocking(False)
+        datagrams = Datagrams(receiver, 256 << 10)
+        assert datagrams.receive() == []
+        sizes = (1316, 1316, 5000, 1316)
+        for n in sizes:
+            sender.sendto(bytes([n % 251]) * n, receiver.getsockname())
+        time.sleep(0.1)
+        got = datagrams.receive()
+        # the 5000-byte datagram did not fit the first slots: counted, not passed on cut short
+        assert [bytes(data) for data, _ in got] == [bytes([1316 % 251]) * 1316] * 3
+        assert {sender for _, sender in got} == {socket.inet_aton("127.0.0.1")}
+        assert datagrams.truncated == 1
+        sender.sendto(b"x" * 5000, receiver.getsockname())
+        time.sleep(0.1)
+        assert [bytes(data) for data, _ in datagrams.receive()] == [b"x" * 5000]

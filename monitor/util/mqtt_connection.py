@@ -24,8 +24,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from monitor.config import MqttConfig, TlsConfig, broker_address
 from monitor.errors import ConfigError
@@ -119,6 +123,32 @@ def _load(key: str, path: str, load: Callable[[], None]) -> None:
 
 CONNECT_TIMEOUT_S = 5.0
 """TCP, TLS and CONNACK together; paho's own TCP connect timeout is the same."""
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt's client, except that a connection closed before its CONNACK fails at once.
+
+    aiomqtt (2.5) ignores a disconnection that comes before the CONNACK, so the connect waits
+    out ``CONNECT_TIMEOUT_S``: behind a relay that accepts and then closes while the broker is
+    down (a load balancer, Docker's port proxy) every try took 5 s, and an alarm queued during
+    a broker restart reached the NOC 3-4 s after the broker was back (the chaos soak found it).
+    """
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None = None,
+    ) -> None:
+        if not self._connected.done():
+            self._connected.set_exception(
+                aiomqtt.MqttError(f"connection closed before CONNACK ({reason_code})")
+            )
+            return
+        super()._on_disconnect(client, userdata, flags, reason_code, properties)
+
 
 Handler = Callable[[aiomqtt.Message], None]
 Session = Callable[[aiomqtt.Client], Awaitable[None]]
@@ -237,7 +267,7 @@ class MqttConnection:
 
     def _client(self, will: aiomqtt.Will | None) -> aiomqtt.Client:
         settings = self.settings
-        client = aiomqtt.Client(
+        client = _Client(
             settings.host,
             settings.port,
             identifier=settings.client_id,

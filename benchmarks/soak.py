@@ -55,6 +55,7 @@ import contextlib
 import errno
 import json
 import os
+import pickle
 import random
 import selectors
 import signal
@@ -82,7 +83,7 @@ from monitor.demo.synth import MediaSpec, Span, make_ts
 from monitor.demo.udp_sender import free_udp_port
 from tests.daemon import Channel
 from tests.failover.test_agent import AgentProcess, flow
-from tests.mqttbroker import Mosquitto, free_port
+from tests.mqttbroker import Mosquitto, Received, free_port
 
 SITE = "soak"
 PREFIX = f"streamqc/{SITE}"
@@ -503,7 +504,7 @@ class Soak:
         self.say = log
         self.out.mkdir(parents=True, exist_ok=True)
         self.samples: list[tuple[float, dict[str, float]]] = []  # (time, {ch/in: flowing})
-        self.rss: list[tuple[float, int, float, float]] = []  # (time, generation, sup, workers)
+        self.rss: list[tuple[float, int, float, dict[int, float]]] = []  # (t, gen, sup, pid: MB)
         self.generation = 0
         self._halt = threading.Event()
         self._daemon_lock = threading.Lock()
@@ -607,9 +608,10 @@ class Soak:
                 if process is None:
                     continue
                 sup = rss_mb(process.pid)
-                workers = [rss_mb(pid) for pid in pids]
-                if sup is not None and workers and all(w is not None for w in workers):
-                    self.rss.append((now, generation, sup, sum(w for w in workers if w)))
+                workers = {pid: rss_mb(pid) for pid in pids}
+                if sup is not None:
+                    alive = {pid: mb for pid, mb in workers.items() if mb is not None}
+                    self.rss.append((now, generation, sup, alive))
 
     # --- chaos ---
 
@@ -725,6 +727,31 @@ class Soak:
         self.path.close()
         self.broker.stop()
 
+    def record(self) -> Record:
+        messages = [(t, m) for t, m in self.sub.stamped_snapshot() if m.payload[:2] != b"\xff\xd8"]
+        switches = []
+        if self.switch_log.exists():
+            switches = [line.split() for line in self.switch_log.read_text().splitlines()]
+        return Record(
+            seed=self.seed,
+            log_lines=self.daemon.log_lines(),
+            messages=messages,
+            start_wall=self.player.start_wall,
+            periods=[f.period_s for f in self.player.feeds],
+            feeds=self.feeds,
+            spans=self.spans,
+            offsets=self.offsets,
+            inputs=self.inputs(),
+            t0=self.t0,
+            chaos_start=self.chaos_start,
+            started_at=self.started_at,
+            end=self.end,
+            samples=self.samples,
+            rss=self.rss,
+            switches=[w for w in switches if w],
+            player_stats=self.player_stats,
+        )
+
     def abort(self) -> None:
         self._halt.set()
         for stop in (
@@ -753,20 +780,44 @@ def _alive(pid: int) -> bool:
 # --- checking --------------------------------------------------------------------------------
 
 
-def fault_windows(soak: Soak) -> list[dict[str, Any]]:
+@dataclass
+class Record:
+    """What a run left to check, in plain data (pickled beside the results, so a run's
+    checks can be run again: ``--recheck DIR``)."""
+
+    seed: int
+    log_lines: list[dict[str, Any]]
+    messages: list[tuple[float, Received]]  # every message but thumbnails, with arrival time
+    start_wall: float  # the player's time zero
+    periods: list[float]  # each feed's loop
+    feeds: list[tuple[str, str, str, float]]
+    spans: dict[str, dict[str, Span]]
+    offsets: dict[str, float]
+    inputs: list[str]
+    t0: float
+    chaos_start: float
+    started_at: float
+    end: float
+    samples: list[tuple[float, dict[str, float]]]
+    rss: list[tuple[float, int, float, dict[int, float]]]
+    switches: list[list[str]]
+    player_stats: dict[str, Any]
+
+
+def fault_windows(rec: Record) -> list[dict[str, Any]]:
     """Every injected fault: channel/input, alarm, and its span on the wall clock."""
-    start = soak.player.start_wall
+    start = rec.start_wall
     windows = []
-    for k, (channel, input_name, name, offset) in enumerate(soak.feeds):
-        if name not in soak.spans:
+    for k, (channel, input_name, name, offset) in enumerate(rec.feeds):
+        if name not in rec.spans:
             continue
-        spans = soak.spans[name]
-        shift = soak.offsets[name]
-        period = soak.player.feeds[k].period_s
+        spans = rec.spans[name]
+        shift = rec.offsets[name]
+        period = rec.periods[k]
         loop = 0
         while True:
             base = start + offset + loop * period + shift
-            if base > soak.end:
+            if base > rec.end:
                 break
             for alarm, span in spans.items():
                 windows.append(
@@ -819,8 +870,8 @@ def distribution(values: list[float]) -> dict[str, float | int | None]:
     }
 
 
-def check(soak: Soak, actions: list[Action]) -> dict[str, Any]:
-    lines = soak.daemon.log_lines()
+def check(rec: Record, actions: list[Action]) -> dict[str, Any]:
+    lines = rec.log_lines
     published: list[dict[str, Any]] = [
         {**line, "t": iso_to_wall(line["timestamp"])}
         for line in lines
@@ -828,7 +879,7 @@ def check(soak: Soak, actions: list[Action]) -> dict[str, Any]:
     ]
     for p in published:
         p["state"] = p["event"].split()[1]
-    stamped = [(t, m) for t, m in soak.sub.stamped_snapshot() if m.topic.endswith("/alarms")]
+    stamped = [(t, m) for t, m in rec.messages if m.topic.endswith("/alarms")]
     arrivals: list[tuple[float, dict[str, Any]]] = [(t, json.loads(m.payload)) for t, m in stamped]
     first_arrival: dict[tuple[str, str], float] = {}
     copies: dict[tuple[str, str], int] = {}
@@ -873,8 +924,8 @@ def check(soak: Soak, actions: list[Action]) -> dict[str, Any]:
             affected = []
         # every input is checked for flowing after every action (a stuck channel shows
         # wherever it happens); the affected ones were not watched until then
-        for key in soak.inputs():
-            back = flowing_back(soak.samples, key, action.restored + 2.0,
+        for key in rec.inputs:
+            back = flowing_back(rec.samples, key, action.restored + 2.0,
                                 action.restored + STUCK_BOUND_S)  # fmt: skip
             if back is None:
                 stuck.append({"input": key, "after": action.kind, "at_s": action.at_s})
@@ -884,12 +935,12 @@ def check(soak: Soak, actions: list[Action]) -> dict[str, Any]:
                 end = back if back is not None else action.restored + STUCK_BOUND_S
                 end = max(end, action.restored + 5.0)
                 gaps.setdefault(key, []).append((action.started, end))
-    last_t, last = soak.samples[-1] if soak.samples else (0.0, {})
-    not_flowing_at_end = [k for k in soak.inputs() if last.get(k) != 1.0]
+    last_t, last = rec.samples[-1] if rec.samples else (0.0, {})
+    not_flowing_at_end = [k for k in rec.inputs if last.get(k) != 1.0]
 
     # injected faults
-    windows = fault_windows(soak)
-    horizon = soak.end - 4.0
+    windows = fault_windows(rec)
+    horizon = rec.end - 4.0
     by_input_alarm: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for key, e in events.items():
         if key[1] != "raised":
@@ -907,7 +958,7 @@ def check(soak: Soak, actions: list[Action]) -> dict[str, Any]:
         ]
         ids = [e["id"] for e in candidates]
         matched_ids.update(ids)
-        if w["on"] < soak.started_at + 8.0 or w["off"] + CLEAR_AFTER_S + 2.5 > horizon:
+        if w["on"] < rec.started_at + 8.0 or w["off"] + CLEAR_AFTER_S + 2.5 > horizon:
             continue  # before the daemon could see it, or not over when the run ended
         lo, hi = w["on"] - 1.0, w["off"] + CLEAR_AFTER_S + 2.0
         in_gap = any(a < hi and b > lo for a, b in gaps.get(w["input"], []))
@@ -916,7 +967,7 @@ def check(soak: Soak, actions: list[Action]) -> dict[str, Any]:
             verdicts["in_gap"] += 1
             verdicts["in_gap_raised" if ids else "in_gap_missed"] += 1
         cleared = [i for i in ids if (i, "cleared") in first_arrival]
-        where = {**w, "on_s": round(w["on"] - soak.t0, 2), "off_s": round(w["off"] - soak.t0, 2)}
+        where = {**w, "on_s": round(w["on"] - rec.t0, 2), "off_s": round(w["off"] - rec.t0, 2)}
         del where["on"], where["off"]
         if not ids:
             if not in_gap:
@@ -947,7 +998,7 @@ def check(soak: Soak, actions: list[Action]) -> dict[str, Any]:
             continue
         if (event_id, "cleared") not in first_arrival and iso_to_wall(e["wallclock"]) < horizon:
             unpaired.append({"alarm": e["alarm"], "input": f"{e['channel']}/{e['input']}",
-                             "at_s": round(iso_to_wall(e["wallclock"]) - soak.t0, 2)})  # fmt: skip
+                             "at_s": round(iso_to_wall(e["wallclock"]) - rec.t0, 2)})  # fmt: skip
         if event_id in matched_ids:
             continue
         other[e["alarm"]] = other.get(e["alarm"], 0) + 1
@@ -955,11 +1006,11 @@ def check(soak: Soak, actions: list[Action]) -> dict[str, Any]:
         key = f"{e['channel']}/{e['input']}"
         explained = any(a - 1.0 <= t <= b + 15.0 for a, b in gaps.get(key, []))
         if e["alarm"] in FAULTS and e["input"] != "failover" and not explained:
-            unexpected.append({"alarm": e["alarm"], "input": key, "at_s": round(t - soak.t0, 2),
+            unexpected.append({"alarm": e["alarm"], "input": key, "at_s": round(t - rec.t0, 2),
                                "start": e["start"]})  # fmt: skip
 
     # failover
-    failover = check_failover(soak, events, first_arrival)
+    failover = check_failover(rec, events, first_arrival)
 
     # recovery after broker outages
     recovery = []
@@ -976,7 +1027,7 @@ def check(soak: Soak, actions: list[Action]) -> dict[str, Any]:
         ]
         status = [
             t
-            for t, m in soak.sub.stamped_snapshot()
+            for t, m in rec.messages
             if t > action.restored and m.topic == f"{PREFIX}/daemon/status" and not m.retain
         ]
         recovery.append(
@@ -993,49 +1044,40 @@ def check(soak: Soak, actions: list[Action]) -> dict[str, Any]:
     first_queued = [r["first_queued_s"] for r in recovery if r["first_queued_s"] is not None]
     over_bound = [r for r in recovery if (r["first_queued_s"] or 0) > RECOVERY_BOUND_S]
 
-    # memory
-    segments: dict[int, list[tuple[float, float, float]]] = {}
-    for t, generation, sup, workers in soak.rss:
-        segments.setdefault(generation, []).append((t, sup, workers))
+    # memory: the supervisor over each of its lives, each worker process over its own
+    series: dict[str, list[tuple[float, float]]] = {}
+    for t, generation, sup, workers in rec.rss:
+        series.setdefault(f"supervisor#{generation}", []).append((t, sup))
+        for pid, mb in workers.items():
+            series.setdefault(f"worker pid {pid}", []).append((t, mb))
     rss_segments = []
-    for generation, points in segments.items():
-        if len(points) < 3:
-            continue
-        span = points[-1][0] - points[0][0]
-        skip = points[0][0] + min(120.0, span / 4)  # start-up growth (caches) is not a leak
-        kept = [p for p in points if p[0] >= skip]
+    for name, points in series.items():
+        span = points[-1][0] - points[0][0] if points else 0.0
+        kept = [p for p in points if p[0] >= points[0][0] + min(120.0, span / 4)]
         if len(kept) < 3:
-            continue
-        sup_slope, sup_se = slope_per_h([(t, s) for t, s, _ in kept])
-        all_slope, all_se = slope_per_h([(t, s + w) for t, s, w in kept])
+            continue  # start-up growth (imports, caches, JIT) is not a leak
+        slope, se = slope_per_h(kept)
         rss_segments.append(
             {
-                "generation": generation,
+                "process": name,
                 "minutes": round(span / 60, 1),
-                "supervisor_mb": [round(kept[0][1], 1), round(kept[-1][1], 1)],
-                "total_mb": [
-                    round(kept[0][1] + kept[0][2], 1),
-                    round(kept[-1][1] + kept[-1][2], 1),
-                ],
-                "supervisor_mb_per_h": round(sup_slope, 2),
-                "total_mb_per_h": round(all_slope, 2),
-                "total_mb_per_h_se": round(all_se, 2),
+                "mb": [round(kept[0][1], 1), round(kept[-1][1], 1)],
+                "mb_per_h": round(slope, 2),
+                "mb_per_h_se": round(se, 2),
             }
         )
     long = [s for s in rss_segments if s["minutes"] * 60 >= RSS_MIN_SEGMENT_S]
-    rss_flat = all(
-        s["total_mb_per_h"] <= max(RSS_FLAT_MB_PER_H, 3 * s["total_mb_per_h_se"]) for s in long
-    )
+    rss_flat = all(s["mb_per_h"] <= max(RSS_FLAT_MB_PER_H, 3 * s["mb_per_h_se"]) for s in long)
 
     kinds: dict[str, int] = {}
     for action in actions:
         kinds[action.kind] = kinds.get(action.kind, 0) + 1
     failed_actions = [asdict(a) for a in actions if a.note.startswith("failed")]
     return {
-        "seed": soak.seed,
-        "minutes": round((soak.end - soak.chaos_start) / 60, 2),
+        "seed": rec.seed,
+        "minutes": round((rec.end - rec.chaos_start) / 60, 2),
         "channels": FAULT_CHANNELS + 1,
-        "feeds": len(soak.feeds),
+        "feeds": len(rec.feeds),
         "events_published": len(set(published_keys)),
         "events_received": len(first_arrival),
         "lost": len(lost),
@@ -1062,21 +1104,21 @@ def check(soak: Soak, actions: list[Action]) -> dict[str, Any]:
         "actions_failed": failed_actions,
         "action_log": [
             {k: v for k, v in asdict(a).items() if k not in ("affected",)}
-            | {"at_s": round((a.started or 0) - soak.t0, 2)}
+            | {"at_s": round((a.started or 0) - rec.t0, 2)}
             for a in actions
         ],
-        "player": soak.player_stats,
+        "player": rec.player_stats,
     }
 
 
 def check_failover(
-    soak: Soak,
+    rec: Record,
     events: dict[tuple[str, str], dict[str, Any]],
     first_arrival: dict[tuple[str, str], float],
 ) -> dict[str, Any]:
     from failover.protocol import Ack, Command
 
-    messages = soak.sub.stamped_snapshot()
+    messages = rec.messages
     commands = {}
     acks: list[Ack] = []
     for _, m in messages:
@@ -1092,9 +1134,7 @@ def check_failover(
     rejected = [
         {"command_id": a.command_id, "detail": a.detail} for a in acks if a.status == "rejected"
     ]
-    switches = []
-    if soak.switch_log.exists():
-        switches = [line.split() for line in soak.switch_log.read_text().splitlines() if line]
+    switches = rec.switches
     black = sorted(
         (
             iso_to_wall(e["wallclock"]),
@@ -1112,13 +1152,13 @@ def check_failover(
         active = any(raised - 0.5 <= t <= cleared + 0.5 for raised, cleared in black)
         if command.to == "backup" and not active:
             not_allowed.append({"command": command_id, "to": "backup", "why": "no black on primary",
-                                "at_s": round(t - soak.t0, 2)})  # fmt: skip
+                                "at_s": round(t - rec.t0, 2)})  # fmt: skip
         if command.to == "primary":
             last_clear = max((c for _, c in black if c <= t + 0.5), default=None)
             if active or (last_clear is not None and t - last_clear < FO_ERROR_CLEAR_S - 0.5):
                 not_allowed.append({"command": command_id, "to": "primary",
                                     "why": "primary not clear for the error clear time",
-                                    "at_s": round(t - soak.t0, 2)})  # fmt: skip
+                                    "at_s": round(t - rec.t0, 2)})  # fmt: skip
     ran_twice = [c for c, n in done.items() if n > 1]
     # the script runs once per switch it carries out; every run must answer a command
     unexplained = max(0, len(switches) - len(done))
@@ -1192,8 +1232,9 @@ def table(result: dict[str, Any]) -> str:
         ("failover against policy", len(result["failover"]["not_allowed"])),
         ("recovery: first queued event after broker back (s)",
          f"n={r['n']} min={r['min']} median={r['median']} p90={r['p90']} max={r['max']}"),
-        ("RSS slope per daemon lifetime (MB/h, total)",
-         [(s["minutes"], s["total_mb_per_h"]) for s in result["rss_segments"]]),
+        ("RSS slope, MB/h (processes alive >= 10 min)",
+         [(s["process"], s["minutes"], s["mb_per_h"]) for s in result["rss_segments"]
+          if s["minutes"] >= RSS_MIN_SEGMENT_S / 60]),
     ]  # fmt: skip
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
@@ -1209,8 +1250,15 @@ def run(minutes: float, seed: int, out: Path, log: Any = print) -> dict[str, Any
     except BaseException:
         soak.abort()
         raise
-    result = check(soak, actions)
-    result["invariants_failed"] = verdict(result, long_run=minutes >= 20)
+    record = soak.record()
+    with (out / "record.pickle").open("wb") as f:
+        pickle.dump((record, actions), f)
+    return checked(record, actions, out)
+
+
+def checked(record: Record, actions: list[Action], out: Path) -> dict[str, Any]:
+    result = check(record, actions)
+    result["invariants_failed"] = verdict(result, long_run=result["minutes"] >= 20)
     (out / "soak.json").write_text(json.dumps(result, indent=2, default=str))
     (out / "summary.txt").write_text(table(result) + "\n")
     return result
@@ -1221,8 +1269,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--recheck", action="store_true", help="check the record a run left in --out again"
+    )
     args = parser.parse_args(argv)
-    result = run(args.minutes, args.seed, args.out, log=lambda s: print(s, flush=True))
+    if args.recheck:
+        with (args.out / "record.pickle").open("rb") as f:
+            record, actions = pickle.load(f)  # noqa: S301 - our own file
+        result = checked(record, actions, args.out)
+    else:
+        result = run(args.minutes, args.seed, args.out, log=lambda s: print(s, flush=True))
     print(table(result))
     failed = result["invariants_failed"]
     print("invariants: " + ("all held" if not failed else "FAILED:\n  " + "\n  ".join(failed)))

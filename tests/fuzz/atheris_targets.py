@@ -18,7 +18,8 @@ exception or a crash is a finding):
   recorded): every command answered once or ignored in one log line, none run that should
   not be.
 
-Without a corpus directory, a temporary one is seeded with valid inputs of each kind. CI runs
+Without a corpus directory, a temporary one is used; an empty corpus directory is first
+seeded with valid inputs of the target's kind. CI runs
 each target for a fixed number of runs (``tests/fuzz/test_atheris.py``); crashes are written
 as ``crash-<sha1>`` in the working directory and reproduce with ``python -m
 tests.fuzz.atheris_targets TARGET crash-<sha1>``.
@@ -249,11 +250,13 @@ def main(argv: list[str]) -> None:
             subprocess.run([sys.executable, "-m", "tests.fuzz.atheris_targets", target, *rest],
                            check=True)  # fmt: skip
         return
-    if not any(not a.startswith("-") for a in rest):  # no corpus: seed a temporary one
-        corpus = Path(tempfile.mkdtemp(prefix=f"streamqc-fuzz-{name}-"))
+    corpora = [Path(a) for a in rest if not a.startswith("-")]
+    if not corpora:  # no corpus: a temporary one
+        corpora = [Path(tempfile.mkdtemp(prefix=f"streamqc-fuzz-{name}-"))]
+        rest.append(str(corpora[0]))
+    if corpora[0].is_dir() and not any(corpora[0].iterdir()):  # an empty corpus is seeded
         for i, seed in enumerate(seeds(name)):
-            (corpus / f"seed{i}").write_bytes(seed)
-        rest.append(str(corpus))
+            (corpora[0] / f"seed{i}").write_bytes(seed)
     atheris.Setup([argv[0], *rest], TARGETS[name])
     atheris.Fuzz()
 

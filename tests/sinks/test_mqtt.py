@@ -17,6 +17,7 @@ from monitor.config import MqttConfig, TlsConfig
 from monitor.errors import ConfigError
 from monitor.sinks.mqtt import MqttSink
 from monitor.sinks.spool import Spool
+from monitor.util import mqtt_connection
 from monitor.util.mqtt_connection import PASSWORD_ENV, BrokerSettings
 from tests.mqttbroker import Mosquitto, Subscriber, make_tls_files, start_sink_process
 
@@ -560,3 +561,48 @@ def test_a_connection_closed_before_connack_is_retried_at_once_not_after_the_tim
     assert delivered_after_s < 1.0, delivered_after_s
     reasons = [fields["reason"] for fields in mqtt_log.events("mqtt disconnected")]
     assert all("before CONNACK" in reason for reason in reasons), reasons
+
+
+def test_a_connection_closed_after_its_connect_timed_out_logs_no_traceback(
+    tmp_path, mqtt_log, monkeypatch
+):
+    """A path that holds packets: the connect times out, and the relay closes the socket
+    later. aiomqtt then asked its cancelled CONNACK future for an exception: an asyncio
+    'Exception in callback' traceback at error level, 7 an hour in the chaos soak."""
+    monkeypatch.setattr(mqtt_connection, "CONNECT_TIMEOUT_S", 0.3)
+    relay = socket.socket()
+    relay.bind(("127.0.0.1", 0))
+    relay.listen(16)
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                client, _ = relay.accept()
+            except OSError:
+                return
+            held.append(client)
+            threading.Timer(0.5, client.close).start()  # after the connect gave up
+
+    threading.Thread(target=serve, daemon=True).start()
+    errors: list[dict] = []
+
+    async def scenario():
+        asyncio.get_running_loop().set_exception_handler(
+            lambda loop, context: errors.append(context)
+        )
+        sink = make_sink(
+            plain(relay.getsockname()[1]), tmp_path, mqtt_log, backoff_first_s=0.2,
+            backoff_max_s=0.3,
+        )  # fmt: skip
+        runner = asyncio.create_task(sink.run())
+        await asyncio.sleep(2.5)
+        await sink.close({}, timeout_s=0.5)
+        await runner
+
+    try:
+        run(scenario())
+    finally:
+        relay.close()
+    assert len(held) >= 2, held  # it tried, timed out and tried again
+    assert errors == [], [str(e.get("exception") or e.get("message")) for e in errors]

@@ -1200,7 +1200,13 @@ def verdict(result: dict[str, Any], *, long_run: bool) -> list[str]:
     if result["actions_failed"]:
         failed.append(f"actions that could not run: {result['actions_failed'][:3]}")
     if long_run and not result["rss_flat"]:
-        failed.append(f"RSS grows: {result['rss_segments']}")
+        growing = [
+            s
+            for s in result["rss_segments"]
+            if s["minutes"] * 60 >= RSS_MIN_SEGMENT_S
+            and s["mb_per_h"] > max(RSS_FLAT_MB_PER_H, 3 * s["mb_per_h_se"])
+        ]
+        failed.append(f"RSS grows in processes alive >= 10 min: {growing}")
     return failed
 
 

@@ -84,6 +84,9 @@ class Player(threading.Thread):
         self.late_over_10ms = 0
         self.late_over_50ms = 0
         self.niceness: int | None = None  # of this thread, when it could be raised
+        self.muted: set[int] = set()
+        """Feeds (by index) whose datagrams are not sent: their schedule runs on, so a feed
+        that is unmuted comes back at the live point, as a source that went away would."""
         self._halt = threading.Event()
         self._playing = threading.Event()
 
@@ -149,8 +152,9 @@ class Player(threading.Thread):
                         self.late_max_s = late
                 f = feeds[k]
                 i = index[k]
-                sock.sendto(f.data[i * DATAGRAM : (i + 1) * DATAGRAM], addresses[k])
-                self.sent += 1
+                if k not in self.muted:
+                    sock.sendto(f.data[i * DATAGRAM : (i + 1) * DATAGRAM], addresses[k])
+                    self.sent += 1
                 i += 1
                 if i == len(f.due):
                     i = 0
@@ -174,6 +178,12 @@ def _player_main(conn: Connection, feeds: list[tuple[str, int, float]]) -> None:
             player.stop()
             conn.send(player.stats())
             return
+        if isinstance(command, tuple):  # ("mute" | "unmute", feed index)
+            verb, k = command
+            if verb == "mute":
+                player.muted.add(k)
+            else:
+                player.muted.discard(k)
         conn.send(player.stats())
 
 
@@ -219,6 +229,11 @@ class PlayerProcess:
         stats = self._conn.recv()
         stats["process_cpu_s"] = proc_cpu_s(self.pid)
         return stats
+
+    def mute(self, k: int, muted: bool = True) -> None:
+        """Stop (or resume) sending feed ``k``; its schedule runs on meanwhile."""
+        self._conn.send(("mute" if muted else "unmute", k))
+        self._conn.recv()
 
     def stop(self) -> dict[str, Any]:
         if self.final is None:

@@ -22,7 +22,9 @@ How commands are handled (the protocol leaves these to the agent):
 - **Already on air.** A command for the input already on air is ``done`` at once without
   touching the encoder (a restart would cut the output), unless the agent's own encoder is
   down, in which case it is started again.
-- **Rejected** (never tried): the payload's channel is not the topic's, the input is unknown.
+- **Rejected** (never tried): issued longer ago than ``max_command_age`` (stale), or further
+  ahead than it (the clocks disagree, so its age means nothing), or with an ``issued_at`` that
+  is not a time; the payload's channel is not the topic's; the input is unknown.
   A payload that is not a valid command is logged in one line and ignored (it has no id to
   answer), and so is a retained command (it would run again at every reconnect).
 - **State.** Every channel's ``EncoderState`` is retained and published again on every
@@ -334,10 +336,25 @@ class Agent:
             return
         inputs = channel.settings.inputs
         age_s = self._age_s(command)
-        if age_s is not None and age_s > self.settings.max_command_age_s:
+        max_age_s = self.settings.max_command_age_s
+        if age_s is None:
+            why = (
+                f"issued_at {command.issued_at!r} is not an ISO 8601 time: the command's age "
+                "cannot be checked"
+            )
+            self._answer(channel, command, "rejected", why)
+        elif age_s > max_age_s:
             why = (
                 f"stale: issued {age_s:.0f} s ago, at {command.issued_at} (max_command_age "
-                f"{self.settings.max_command_age_s:g} s)"
+                f"{max_age_s:g} s)"
+            )
+            self._answer(channel, command, "rejected", why)
+        elif age_s < -max_age_s:
+            # Its age cannot be trusted: a replayed command with a date in the future would
+            # never go stale.
+            why = (
+                f"issued {-age_s:.0f} s in the future, at {command.issued_at}: the clocks are "
+                f"out of step by more than max_command_age ({max_age_s:g} s)"
             )
             self._answer(channel, command, "rejected", why)
         elif command.channel != channel.name:

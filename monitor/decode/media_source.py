@@ -58,6 +58,11 @@ the second one is not missing video."""
 
 CONFIRM_JUMP_AHEAD_S = 1.0
 """A timestamp more than this ahead of the previous frame's end needs the next one to agree."""
+STREAMS_APART_MAX_S = 10.0
+"""A stream whose first timestamp is further than this from where the source's other streams
+are is across a timestamp discontinuity from them (a session that opened just as the source
+restarted its clock, or looped): it joins their timeline. Audio and video of one program are
+within about a second of each other in a transport stream (the T-STD buffers hold no more)."""
 DEMUX_RETRIES_MAX = 200
 """Demuxer errors in a row (no packet read in between) after which reading stops."""
 
@@ -183,8 +188,19 @@ class Timeline:
         self.discontinuities = 0
         self.suspect_timestamps = 0  # jumps ahead the next timestamp did not (yet) confirm
 
-    def seconds(self, pts: int | None, duration_s: float, origin_s: float) -> float:
-        """Media time of a frame with this PTS (None: right after the previous frame)."""
+    @property
+    def next_s(self) -> float | None:
+        """Where the next frame is expected (None before the first)."""
+        return self._next_s
+
+    def seconds(
+        self, pts: int | None, duration_s: float, origin_s: float, near_s: float | None = None
+    ) -> float:
+        """Media time of a frame with this PTS (None: right after the previous frame).
+
+        ``near_s``: where the source's other streams are, for the first frame of this one; a
+        first frame further than STREAMS_APART_MAX_S from there joins them there.
+        """
         if pts is None:
             t = self._next_s if self._next_s is not None else 0.0
         else:
@@ -196,6 +212,14 @@ class Timeline:
                     self._offset -= self.wrap_ticks
             self._last_raw = pts
             t = (pts + self._offset) * self.seconds_per_tick - origin_s
+            if (
+                self._next_s is None
+                and near_s is not None
+                and abs(t - near_s) > STREAMS_APART_MAX_S
+            ):
+                self._offset += round((near_s - t) / self.seconds_per_tick)
+                self.discontinuities += 1
+                t = near_s
             expected = self._next_s
             pending, self._pending_s = self._pending_s, None
             # Confirmed when the stream goes on from the jump, not back to where it was
@@ -570,13 +594,20 @@ class MediaSource:
             self.origin_s = first - (self._timeline_start_s or 0.0)
         return self.origin_s
 
+    def _near(self, timeline: Timeline) -> float | None:
+        """For a stream's first frame: the furthest any other stream has got (else None)."""
+        if timeline.next_s is not None:
+            return None
+        reached = [t.next_s for t in self._timelines.values() if t.next_s is not None]
+        return max(reached) if reached else None
+
     def _picture(self, frame: av.VideoFrame, stream: av.stream.Stream) -> Picture:
         timeline = self._timelines[stream.index]
         if frame.duration:
             duration_s = frame.duration * timeline.seconds_per_tick
         else:
             duration_s = self._frame_interval_s(stream)
-        pts_s = timeline.seconds(frame.pts, duration_s, self._origin(frame))
+        pts_s = timeline.seconds(frame.pts, duration_s, self._origin(frame), self._near(timeline))
         shown_s = duration_s if self.pictures == "all" else self._sparse_span(pts_s, duration_s)
         if frame.pts is not None and timeline.wrap_ticks:
             self._clock = (frame.pts, pts_s)  # the program clock, for SCTE-35 splice times
@@ -635,7 +666,7 @@ class MediaSource:
         """Add a decoded frame to its stream's block; returns the block once it is full."""
         timeline = self._timelines[stream.index]
         duration_s = frame.samples / frame.sample_rate
-        pts_s = timeline.seconds(frame.pts, duration_s, self._origin(frame))
+        pts_s = timeline.seconds(frame.pts, duration_s, self._origin(frame), self._near(timeline))
         if frame.format.name == "fltp":
             # Views of the planes (no copy); AudioBatch copies them once into its block.
             n = frame.samples

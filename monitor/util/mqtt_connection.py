@@ -8,10 +8,13 @@ message to its handler and runs its owner's session (what it publishes) until th
 fails; then it waits out a ``Backoff`` and connects again, until its owner is closing. A
 connection that was up for ``backoff.max_s`` or more starts its next outage's backoff small.
 
-Recovery after an outage is bounded by the backoff's ``max_s`` (2 s by default: one connect
-attempt every 1-2 s while the broker is away, which any broker carries) plus the connect
-itself, and a connect that gets no answer (a path that drops packets) gives up after
-``CONNECT_TIMEOUT_S`` instead of waiting for the broker's or TCP's own timeouts.
+Recovery after an outage is bounded by the backoff's ``max_s`` (1.5 s by default: one connect
+attempt every 0.75-1.5 s while the broker is away, which any broker carries) plus the connect
+itself, so that queued alarms flow within 2 s of the broker being back (the chaos soak,
+``benchmarks/soak.py``, measures it; with a 2 s cap its worst case was just over). A connect
+that gets no answer (a path that drops packets) gives up after ``CONNECT_TIMEOUT_S`` instead
+of waiting for the broker's or TCP's own timeouts, and one closed before its CONNACK fails at
+once.
 """
 
 from __future__ import annotations
@@ -24,8 +27,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from monitor.config import MqttConfig, TlsConfig, broker_address
 from monitor.errors import ConfigError
@@ -120,6 +127,38 @@ def _load(key: str, path: str, load: Callable[[], None]) -> None:
 CONNECT_TIMEOUT_S = 5.0
 """TCP, TLS and CONNACK together; paho's own TCP connect timeout is the same."""
 
+
+class _Client(aiomqtt.Client):
+    """aiomqtt's client, except that a connection closed before its CONNACK fails at once.
+
+    aiomqtt (2.5) ignores a disconnection that comes before the CONNACK, so the connect waits
+    out ``CONNECT_TIMEOUT_S``: behind a relay that accepts and then closes while the broker is
+    down (a load balancer, Docker's port proxy) every try took 5 s, and an alarm queued during
+    a broker restart reached the NOC 3-4 s after the broker was back (the chaos soak found it).
+    Nor does a close after a connect that timed out log a traceback.
+    """
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None = None,
+    ) -> None:
+        if self._connected.cancelled():
+            # The connect gave up (CONNECT_TIMEOUT_S cancels the wait and its future) and the
+            # socket closed after: nobody waits any more. aiomqtt would ask the cancelled future
+            # for its exception and log a CancelledError traceback (the soak saw 7 an hour).
+            return
+        if not self._connected.done():
+            self._connected.set_exception(
+                aiomqtt.MqttError(f"connection closed before CONNACK ({reason_code})")
+            )
+            return
+        super()._on_disconnect(client, userdata, flags, reason_code, properties)
+
+
 Handler = Callable[[aiomqtt.Message], None]
 Session = Callable[[aiomqtt.Client], Awaitable[None]]
 """What one connection is for: publish until closing (return) or until it fails (raise)."""
@@ -131,7 +170,7 @@ class MqttConnection:
     Args:
         settings: Where and how to connect.
         log: ``log(event, **fields)`` for a handler that raised.
-        backoff: The waits between tries; default 0.5 s doubling to 2 s, equal jitter.
+        backoff: The waits between tries; default 0.25 s doubling to 1.5 s, equal jitter.
         timeout_s: Bound of every network wait: CONNACK, PUBACK, DISCONNECT.
         in_flight: QoS 1 messages published before waiting for the first PUBACK.
         persistent: Keep the session at the broker across connections (a fixed client id,
@@ -155,7 +194,7 @@ class MqttConnection:
         self._persistent = persistent
         self._max_queued_incoming = max_queued_incoming
         self._log = log
-        self.backoff = backoff or Backoff(0.5, 2.0, spread=(0.5, 1.0))
+        self.backoff = backoff or Backoff(0.25, 1.5, spread=(0.5, 1.0))
         self._timeout_s = timeout_s
         self._in_flight = in_flight
         self._handlers: dict[str, Handler] = {}
@@ -237,7 +276,7 @@ class MqttConnection:
 
     def _client(self, will: aiomqtt.Will | None) -> aiomqtt.Client:
         settings = self.settings
-        client = aiomqtt.Client(
+        client = _Client(
             settings.host,
             settings.port,
             identifier=settings.client_id,

@@ -226,3 +226,38 @@ def test_long_steps_of_a_variable_frame_rate_are_taken_once_confirmed():
     times = [timeline.seconds(round(p * 90000), 0.04, 0.0) for p in (0, 2, 4, 4.04)]
     assert times == pytest.approx([0.0, 0.04, 4.0, 4.04])
     assert timeline.suspect_timestamps == 0
+
+
+def test_a_streams_first_timestamp_far_from_the_others_joins_their_timeline():
+    video, audio = Timeline(TB, MPEG_WRAP_TICKS), Timeline(TB, MPEG_WRAP_TICKS)
+    assert audio.seconds(46 * 90000, 0.021, 0.0) == pytest.approx(46.0)
+    # the first picture is across a clock restart from the audio: it joins the audio's time
+    assert video.seconds(int(1.4 * 90000), 0.04, 0.0, near_s=audio.next_s) == pytest.approx(46.021)
+    assert video.seconds(int(1.44 * 90000), 0.04, 0.0) == pytest.approx(46.061)
+    assert video.discontinuities == 1
+    # a first picture a second from the audio is a normal A/V offset, kept as it is
+    other = Timeline(TB, MPEG_WRAP_TICKS)
+    assert other.seconds(45 * 90000, 0.04, 0.0, near_s=audio.next_s) == pytest.approx(45.0)
+    assert other.discontinuities == 0
+
+
+def test_a_source_opened_just_before_its_clock_restarts_keeps_audio_and_video_together(
+    media, tmp_path
+):
+    """A looping source, read from the last 1.5 s of one loop: the first audio frames come
+    from the end of the loop, the first picture (after the next keyframe) from the start of
+    the next. The chaos soak restarted a channel at such a moment, and its video timeline
+    stayed one loop (40 s) from its audio's: video_missing for ever and black dated 40 s off.
+    """
+    path = media(MediaSpec(duration_s=12.0, black=(Span(4.0, 6.0),)))
+    data = path.read_bytes()
+    tail = data[len(data) * 7 // 8 // 188 * 188 :]  # ~1.5 s, with PAT/PMT (every 0.1 s)
+    looped = tmp_path / "looped.ts"
+    looped.write_bytes(tail + data)
+    with MediaSource(str(looped)) as source:
+        items = list(source)
+    pictures = [i for i in items if type(i).__name__ == "Picture"]
+    audio = [i for i in items if type(i).__name__ == "AudioChunk"]
+    assert abs(pictures[0].pts_s - audio[0].pts_s) < 2.0, (pictures[0].pts_s, audio[0].pts_s)
+    end_audio = audio[-1].pts_s + audio[-1].samples.shape[1] / 48000
+    assert abs(pictures[-1].pts_s - end_audio) < 1.0, (pictures[-1].pts_s, end_audio)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from monitor.alarms.engine import AlarmEvent
+from monitor.checks.base import InfoEvent, Inform, ignore_info
 from monitor.checks.registry import refuse_unrunnable
 from monitor.config import Config, default_channel, load_config, parse_duration
 from monitor.errors import ConfigError, InputError, StreamqcError
@@ -92,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", metavar="DUR", help="stop after this much media, e.g. 30s or 5m")
     p.add_argument(
         "--threads", type=int, default=1, metavar="N", help="decoder threads (0 = auto; default 1)"
+    )
+    p.add_argument(
+        "--events",
+        action="store_true",
+        help="also print informational events (SCTE-35 cues) as JSON lines on stdout; each "
+        "has a 'type' where an alarm event has an 'alarm'",
     )
     p.add_argument("--quiet", action="store_true", help="no summary on stderr")
     p.set_defaults(func=cmd_analyze)
@@ -217,12 +225,24 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         sys.stdout.write(event.to_json() + "\n")
         sys.stdout.flush()
 
+    def inform(event: InfoEvent) -> None:
+        sys.stdout.write(json.dumps(event.to_dict()) + "\n")
+        sys.stdout.flush()
+
+    events_out: Inform = inform if args.events else ignore_info
+
     configured = channel.inputs.get(args.input)
     # The source named on the command line, with the configured input's timeouts.
     source = replace(configured, url=args.source) if configured else None
     if is_live_url(args.source):
         session = LiveSession(
-            args.source, channel, emit, input_name=args.input, source=source, duration_s=duration_s
+            args.source,
+            channel,
+            emit,
+            input_name=args.input,
+            source=source,
+            duration_s=duration_s,
+            inform=events_out,
         )
         session.notice = warn
         live = session.run()
@@ -237,6 +257,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         duration_s=duration_s,
         threads=args.threads,
         source=source,
+        inform=events_out,
     )
     if not args.quiet:
         print_summary(summary)

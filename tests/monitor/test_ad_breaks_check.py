@@ -308,3 +308,39 @@ def test_time_signal_segmentation_cues_drive_the_break_too(tmp_path: Path) -> No
         "time_signal", 0x34, 0x63,
     )  # fmt: skip
     assert "SIGNAL01" in first["upid"]
+
+
+def test_analyze_prints_the_cues_with_events_and_only_alarms_without(
+    clip: Path, tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    path = config(tmp_path, SCTE35)
+
+    def lines(*extra: str) -> list[dict]:
+        done = subprocess.run(
+            [sys.executable, "-m", "monitor.cli", "analyze", str(clip), "--config", str(path)]
+            + list(extra),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+    plain = lines()
+    assert plain and all("alarm" in e and "type" not in e for e in plain)
+    with_events = lines("--events")
+    cues_seen = [
+        (e["event_id"], e["splice_type"])
+        for e in with_events
+        if e.get("type") == "scte35" and "error" not in e
+    ]
+    assert cues_seen == [(1, "out"), (1, "in"), (2, "out"), (2, "in"), (3, "out")]
+
+    def alarms(events: list[dict]) -> list[tuple]:  # ids and wall clocks differ per run
+        return [(e["alarm"], e["state"], e["start"], e.get("end")) for e in events if "alarm" in e]
+
+    assert alarms(with_events) == alarms(plain)

@@ -22,8 +22,14 @@ import time
 from pathlib import Path
 
 from benchmarks.clips import clip_path
-from benchmarks.daemon_load import BenchDaemon, FedChannel, Feed, PlayerProcess, per_channel
-from benchmarks.profile_daemon import CLIPS, dumped_thread_names, thread_cpu
+from benchmarks.daemon_load import (
+    BenchDaemon,
+    FedChannel,
+    per_channel,
+    play_staggered,
+    threads_cpu_s,
+)
+from benchmarks.profile_daemon import CLIPS, dumped_thread_names
 from tests.mqttbroker import Mosquitto
 
 
@@ -50,16 +56,14 @@ def main() -> int:
         every = [c for _, _, channels in runs for c in channels]
         for _, daemon, channels in runs:
             daemon.wait_listening([c.port for c in channels], timeout_s=60 + len(every))
-        n = len(every)
-        player = PlayerProcess([Feed(clip, c.port, k * 2.0 / n) for k, c in enumerate(every)])
-        player.start()
+        player = play_staggered(clip, every)
         time.sleep(args.warmup)
         pids = [daemon.worker_pids()[0] for _, daemon, _ in runs]
         names = [dumped_thread_names(pid) for pid in pids]
-        cpu0, t0 = [thread_cpu(pid) for pid in pids], time.monotonic()
+        cpu0, t0 = [threads_cpu_s(pid) for pid in pids], time.monotonic()
         pictures0 = [per_channel(d.metrics(), "streamqc_pictures_total") for _, d, _ in runs]
         time.sleep(args.seconds)
-        cpu1, t1 = [thread_cpu(pid) for pid in pids], time.monotonic()
+        cpu1, t1 = [threads_cpu_s(pid) for pid in pids], time.monotonic()
         pictures1 = [per_channel(d.metrics(), "streamqc_pictures_total") for _, d, _ in runs]
         wall = t1 - t0
         for i, (tree, _, channels) in enumerate(runs):

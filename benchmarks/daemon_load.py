@@ -369,12 +369,22 @@ class FedChannel(Channel):
         pass
 
 
+def play_staggered(clip: Path, channels: list[Channel], gop_s: float = 2.0) -> PlayerProcess:
+    """A started player of ``clip`` to every channel, their starts spread over one GOP, so
+    that the feeds' I-frames (and their decoders' busiest moments) are spread too."""
+    n = len(channels)
+    feeds = [Feed(clip, c.port, k * gop_s / n) for k, c in enumerate(channels)]
+    player = PlayerProcess(feeds)
+    player.start()
+    return player
+
+
 class BenchDaemon(Daemon):
     """``streamqc run`` on a production-like configuration: the default worker count (one per
     core), default thumbnails (one per channel every 10 s, plus one per raised alarm).
 
     ``workers``: a fixed worker count instead; ``cpus``: the CPUs the daemon (supervisor and
-    workers, which inherit it) may run on."""
+    workers, which inherit it) may run on; ``extra``: more top-level YAML."""
 
     SETTINGS = ""
 
@@ -385,13 +395,16 @@ class BenchDaemon(Daemon):
         *,
         workers: int | None = None,
         cpus: set[int] | None = None,
+        extra: str = "",
         **kwargs: Any,
     ) -> None:
         self.workers = workers
         self.cpus = cpus
+        self.extra = extra
         super().__init__(folder, channels, **kwargs)
 
     def write_config(self, channels: list[Channel], extra: str = "") -> None:
+        extra = self.extra + ("\n" if self.extra else "") + extra
         if self.workers is not None:
             extra = f"workers: {self.workers}\n" + extra
         super().write_config(channels, extra)

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.daemon_load import BenchDaemon, FedChannel, Feed, PlayerProcess, StampedSubscriber
+from benchmarks.daemon_load import BenchDaemon, FedChannel, StampedSubscriber, play_staggered
 from benchmarks.test_daemon_e2e import LATENCY_FULL, synth_clip
 from tests.mqttbroker import Mosquitto
 
@@ -50,8 +50,7 @@ def main() -> int:
         daemon.start()
         daemon.wait_listening([c.port for c in channels], timeout_s=60 + args.channels)
         n = args.channels
-        player = PlayerProcess([Feed(clip, c.port, k * 2.0 / n) for k, c in enumerate(channels)])
-        player.start()
+        player = play_staggered(clip, channels)
         time.sleep(args.warmup)
         t0 = time.time()
         time.sleep(args.seconds)

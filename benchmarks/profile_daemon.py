@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import re
 import shutil
 import subprocess
@@ -24,7 +23,13 @@ import time
 from pathlib import Path
 
 from benchmarks.clips import ClipSpec, clip_path
-from benchmarks.daemon_load import BenchDaemon, FedChannel, Feed, PlayerProcess, per_channel
+from benchmarks.daemon_load import (
+    BenchDaemon,
+    FedChannel,
+    per_channel,
+    play_staggered,
+    threads_cpu_s,
+)
 from tests.mqttbroker import Mosquitto
 
 CLIPS = {
@@ -32,18 +37,6 @@ CLIPS = {
     720: ClipSpec(1280, 720, 3000, 60.0),
     1080: ClipSpec(1920, 1080, 6000, 60.0),
 }
-
-
-def thread_cpu(pid: int) -> dict[int, float]:
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
-    return out
 
 
 def spy_thread_names(collapsed: Path) -> dict[int, str]:
@@ -112,21 +105,15 @@ def main() -> int:
         FedChannel(f"c{k:03d}", clip, pictures=args.pictures, query=query)
         for k in range(args.channels)
     ]
-    daemon = BenchDaemon(work / "daemon", channels, broker_url=broker.url, workers=args.workers)
-    if args.extra:
-        original = daemon.write_config
-
-        def write_config(chs: list, extra: str = "") -> None:  # type: ignore[type-arg]
-            original(chs, args.extra + "\n" + extra)
-
-        daemon.write_config = write_config  # type: ignore[method-assign]
+    daemon = BenchDaemon(
+        work / "daemon", channels, broker_url=broker.url, workers=args.workers, extra=args.extra
+    )
     player = None
     try:
         daemon.start()
         daemon.wait_listening([c.port for c in channels], timeout_s=60 + args.channels)
         n = args.channels
-        player = PlayerProcess([Feed(clip, c.port, k * 2.0 / n) for k, c in enumerate(channels)])
-        player.start()
+        player = play_staggered(clip, channels)
         deadline = time.monotonic() + 30 + n * 0.2
         while time.monotonic() < deadline:
             pictures = per_channel(daemon.metrics(), "streamqc_pictures_total")
@@ -135,7 +122,7 @@ def main() -> int:
             time.sleep(0.25)
         time.sleep(args.warmup)
         pid = daemon.worker_pids()[0]
-        cpu0, t0 = thread_cpu(pid), time.monotonic()
+        cpu0, t0 = threads_cpu_s(pid), time.monotonic()
         svg, raw = args.out / "profile.svg", args.out / "profile.txt"
         common = ["py-spy", "record", "--pid", str(pid), "--duration", str(int(args.seconds))]
         common += ["--threads", "--rate", str(args.rate)]
@@ -147,7 +134,7 @@ def main() -> int:
             raw.write_text("")
         else:
             subprocess.run([*common, "--format", "raw", "-o", str(raw)], check=True, timeout=600)
-        cpu1, t1 = thread_cpu(pid), time.monotonic()
+        cpu1, t1 = threads_cpu_s(pid), time.monotonic()
         pictures = per_channel(daemon.metrics(), "streamqc_pictures_total")
         names = spy_thread_names(raw) or dumped_thread_names(pid)
         by_name: collections.Counter[str] = collections.Counter()

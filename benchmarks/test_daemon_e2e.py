@@ -58,6 +58,7 @@ from benchmarks.daemon_load import (
     machine_busy_s,
     others_busy,
     per_channel,
+    play_staggered,
     proc_cpu_s,
     silence_onsets,
     threads_cpu_s,
@@ -410,9 +411,7 @@ def run_step(
     try:
         daemon.start()
         daemon.wait_listening([c.port for c in channels], timeout_s=60 + n)
-        # GOP 2 s: staggered starts spread the feeds' I-frames over the GOP
-        player = PlayerProcess([Feed(clip, c.port, k * 2.0 / n) for k, c in enumerate(channels)])
-        player.start()
+        player = play_staggered(clip, channels)
         deadline = time.monotonic() + 30 + n * 0.2
         started = time.monotonic()
         while True:  # a channel that never decodes fails the step (fps 0), it is no error

@@ -378,12 +378,13 @@ class UdpReader:
                     self._judge()
                 if not poller.poll(POLL_S * 1000):
                     continue
-                parts: list[bytes | memoryview] = []
+                chunks: list[bytes] = []
                 used = 0
                 while used < BATCH_BYTES:
                     received = datagrams.receive()
                     if not received:
                         break
+                    payloads: list[memoryview] = []
                     for data, sender in received:
                         if screen and ((accept and sender not in accept) or sender in refuse):
                             self.filtered += 1
@@ -396,16 +397,14 @@ class UdpReader:
                                 continue
                             self.sequence.packet(header.sequence, header.ssrc)
                             data = data[header.payload_offset : header.payload_end]
-                        parts.append(data)
+                        payloads.append(data)
                         used += len(data)
-                    if used < BATCH_BYTES:
-                        # the views are only valid until the next receive
-                        parts = [b"".join(parts)]
+                    chunks.append(b"".join(payloads))  # the views last until the next receive
                 if not used:
                     continue
                 self.last_receive_s = time.monotonic()
                 self.bytes_in += used
-                batch = b"".join(parts)
+                batch = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 self.pipe.write(batch)
                 if self.tap is not None:
                     self.tap(batch)
